@@ -1,0 +1,62 @@
+"""Benchmarks: `python -m labcore.bench NAME [--out DIR]` writes NAME.json and NAME.html (plotly).
+
+Speed is reported as ratios measured in one run on one machine, never as absolute pass/fail timings.
+Each benchmark is a module `labcore.bench.NAME` with `run(quick: bool) -> dict` returning
+{"rows": [...], "figure": plotly Figure, "summary": {...}}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# every module in this folder with a `run(quick)` is a benchmark
+BENCHES = tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+                       if not m.name.startswith("_")))
+
+
+def timeit(fn: Callable[[], Any], warmup: int = 2, reps: int = 5) -> float:
+    """Median seconds per call (synchronising CUDA around each call)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def environment() -> dict[str, Any]:
+    return {"torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def run_bench(name: str, out_dir: str | Path = "build/bench", quick: bool = False) -> dict[str, Any]:
+    if name not in BENCHES:
+        raise ValueError(f"benchmark must be one of {BENCHES}, got {name!r}")
+    mod = importlib.import_module(f"labcore.bench.{name}")
+    res = mod.run(quick=quick)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"name": name, "env": environment(), "quick": quick, "rows": res["rows"],
+               "summary": res.get("summary", {})}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    if res.get("figure") is not None:
+        res["figure"].write_html(out / f"{name}.html", include_plotlyjs="cdn")
+    payload["paths"] = [str(out / f"{name}.json"), str(out / f"{name}.html")]
+    return payload

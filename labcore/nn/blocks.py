@@ -1,0 +1,61 @@
+"""Small building blocks: RMSNorm, SwiGLU MLP, short causal depthwise conv."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight, computed in fp32 (Zhang & Sennrich, 2019)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, elementwise_affine: bool = True):
+        super().__init__()
+        if dim <= 0:
+            raise ValueError(f"dim must be > 0, got {dim}")
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if elementwise_affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight is not None:
+            y = y * self.weight.float()
+        return y.to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)) (Shazeer, 2020); hidden defaults to ~8/3 d rounded to 16."""
+
+    def __init__(self, dim: int, hidden: int | None = None, bias: bool = False):
+        super().__init__()
+        hidden = hidden or 16 * ((8 * dim // 3 + 15) // 16)
+        self.gate = nn.Linear(dim, hidden, bias=bias)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class CausalConv1d(nn.Module):
+    """Depthwise causal conv over time on [B, T, C] with a cache of the last kernel_size-1 inputs.
+
+    forward(x, cache) -> (y, new_cache); cache is [B, kernel_size-1, C] (zeros when None), so
+    feeding a sequence in pieces gives the same output as feeding it whole.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 4, bias: bool = False):
+        super().__init__()
+        if kernel_size < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=bias)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None):
+        B, T, C = x.shape
+        if cache is None:
+            cache = x.new_zeros(B, self.kernel_size - 1, C)
+        xp = torch.cat([cache, x], dim=1)  # [B, k-1+T, C]
+        y = self.conv(xp.transpose(1, 2)).transpose(1, 2)  # [B, T, C]
+        return y, xp[:, xp.shape[1] - (self.kernel_size - 1):]
