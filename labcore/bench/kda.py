@@ -1,0 +1,93 @@
+"""KDA speed: recurrent vs chunkwise (torch) on CPU; on a GPU also the Triton chunk kernel and fla's
+chunk_kda when it is installed. `python -m labcore.bench kda` -> build/bench/kda.json + kda.html.
+Ratios only (same run, same machine). Discussed in notebooks/02_kda.ipynb, section "How much faster?".
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+
+from labcore.bench import timeit
+from labcore.kda import chunk_kda, recurrent_kda
+
+H, K, V = 4, 64, 64  # heads and head dims of the timed op (B = 1): a small layer
+
+
+def _inputs(T: int, device: str):
+    gen = torch.Generator().manual_seed(T)
+    q = torch.randn(1, T, H, K, generator=gen)
+    k = F.normalize(torch.randn(1, T, H, K, generator=gen), dim=-1)
+    v = torch.randn(1, T, H, V, generator=gen)
+    g = F.logsigmoid(torch.randn(1, T, H, K, generator=gen) + 4)  # a trained gate: mostly near 0
+    beta = torch.rand(1, T, H, generator=gen)
+    return [x.to(device) for x in (q, k, v, g, beta)]
+
+
+def _fla_chunk():
+    try:
+        from fla.ops.kda import chunk_kda as fla_chunk_kda
+    except Exception:  # not installed, or an fla without KDA
+        return None
+    return fla_chunk_kda
+
+
+def run(quick: bool = False, threads: int | None = 1) -> dict:
+    """Time the forms at T in {512, 1024, 2048, 4096} (quick: the first two). threads: CPU threads for
+    the CPU rows (1 by default: small ops on a shared machine time most stably on one)."""
+    cuda = torch.cuda.is_available()
+    lengths = (512, 1024) if quick else (512, 1024, 2048, 4096)
+    reps = 3 if quick else 5
+    rows = []
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        rows = _time_all(lengths, reps, cuda)
+    finally:
+        torch.set_num_threads(old_threads)
+    return _report(rows, threads)
+
+
+def _time_all(lengths, reps, cuda) -> list[dict]:
+    rows = []
+    with torch.no_grad():
+        for T in lengths:
+            args = _inputs(T, "cpu")
+            row = {"T": T, "device": "cpu",
+                   "recurrent_s": timeit(lambda a=args: recurrent_kda(*a), warmup=1, reps=reps),
+                   "chunk_torch_s": timeit(lambda a=args: chunk_kda(*a, chunk_size=64, backend="torch"),
+                                           warmup=1, reps=reps)}
+            row["chunk_vs_recurrent"] = row["recurrent_s"] / row["chunk_torch_s"]
+            rows.append(row)
+            if cuda:
+                args = _inputs(T, "cuda")
+                row = {"T": T, "device": "cuda",
+                       "chunk_torch_s": timeit(lambda a=args: chunk_kda(*a, backend="torch")),
+                       "chunk_triton_s": timeit(lambda a=args: chunk_kda(*a, backend="triton"))}
+                row["triton_vs_torch"] = row["chunk_torch_s"] / row["chunk_triton_s"]
+                fla = _fla_chunk()
+                if fla is not None:
+                    row["fla_s"] = timeit(lambda a=args, f=fla: f(*a))
+                    row["triton_vs_fla"] = row["fla_s"] / row["chunk_triton_s"]
+                rows.append(row)
+    return rows
+
+
+def _report(rows: list[dict], threads: int | None) -> dict:
+    cpu_rows = [r for r in rows if r["device"] == "cpu"]
+    fig = go.Figure()
+    fig.add_bar(x=[str(r["T"]) for r in cpu_rows], y=[r["chunk_vs_recurrent"] for r in cpu_rows],
+                name="CPU: chunk (torch) vs recurrent")
+    gpu_rows = [r for r in rows if r["device"] == "cuda"]
+    if gpu_rows:
+        fig.add_bar(x=[str(r["T"]) for r in gpu_rows], y=[r["triton_vs_torch"] for r in gpu_rows],
+                    name="GPU: Triton chunk vs torch chunk")
+    fig.add_hline(y=5, line_dash="dot", annotation_text="CPU target 5x")
+    fig.update_layout(barmode="group", title=f"KDA speed-ups (B=1, H={H}, K=V={K}, forward)",
+                      xaxis_title="sequence length T", yaxis_title="speed-up (x)")
+    summary = {"cpu_threads": threads or torch.get_num_threads()}
+    summary |= {f"cpu_chunk_vs_recurrent@{r['T']}": round(r["chunk_vs_recurrent"], 2) for r in cpu_rows}
+    summary.update({f"gpu_triton_vs_torch@{r['T']}": round(r["triton_vs_torch"], 2) for r in gpu_rows})
+    return {"rows": rows, "figure": fig, "summary": summary}
