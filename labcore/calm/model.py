@@ -1,0 +1,199 @@
+"""CALM: a transformer over chunks that predicts the next *vector*. CALM (Shao et al., 2025,
+arXiv:2510.27688). Taught in notebooks/04_calm.ipynb, section "Next-vector prediction".
+
+Input at chunk position c: the K tokens of chunk c, embedded with the backbone's own table, concatenated
+(K*d) and compressed by Linear(K*d -> 2d) -> SiLU -> Linear(2d -> d) -> LayerNorm. The hidden state h_c
+conditions the energy head, whose samples should match the frozen autoencoder's posterior of chunk c+1.
+Generation decodes a predicted vector to K tokens (argmax per token) and feeds those *tokens* back,
+never the latent. One generative step = K tokens.
+
+Also here: the token-level baseline's sampler for the same chunk-aligned evaluation, and training-FLOPs
+estimates for both (Kaplan et al. 2020: 6 x matmul params x positions + 6 x layers x context x d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from labcore.calm.autoencoder import CALMAutoencoder
+from labcore.calm.energy import EnergyHead, energy_score_loss
+from labcore.calm.sampling import sample_batch_approx, sample_exact
+from labcore.nn import GPT, Block, GPTConfig, RMSNorm
+
+
+@dataclass(frozen=True)
+class CALMConfig:
+    vocab_size: int  # token vocabulary (the autoencoder's)
+    chunk_len: int = 4  # K tokens per vector
+    latent_dim: int = 128  # size of the autoencoder's vector
+    d_model: int = 256  # backbone width
+    n_layer: int = 4  # backbone transformer blocks
+    n_head: int = 4  # attention heads
+    block_chunks: int = 32  # longest context, in chunks (K * block_chunks tokens)
+    head_width: int = 256  # energy head width
+    head_blocks: int = 4  # residual blocks in the energy head (paper: 4)
+    noise_dim: int = 64  # uniform noise fed to the head (paper: 64)
+    n_samples: int = 8  # N head samples per position in the loss (paper: 8)
+    n_targets: int = 100  # M posterior draws of the target per position (paper: 100)
+
+    def __post_init__(self):
+        for f in ("vocab_size", "chunk_len", "latent_dim", "d_model", "n_layer", "n_head", "block_chunks",
+                  "head_width", "head_blocks", "noise_dim", "n_targets"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f} must be > 0, got {getattr(self, f)}")
+        if self.n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2 (the energy loss needs pairs), got {self.n_samples}")
+
+
+class CALM(nn.Module):
+    """forward(ids [B, T]) -> h [B, T/K, d]; loss(ids [B, (C+1)K]); generate(prompt, n_chunks, temp)."""
+
+    def __init__(self, cfg: CALMConfig, ae: CALMAutoencoder):
+        super().__init__()
+        if (ae.chunk_len, ae.latent_dim, ae.vocab_size) != (cfg.chunk_len, cfg.latent_dim, cfg.vocab_size):
+            raise ValueError(f"autoencoder (K={ae.chunk_len}, latent={ae.latent_dim}, V={ae.vocab_size}) "
+                             f"does not match cfg (K={cfg.chunk_len}, latent={cfg.latent_dim}, "
+                             f"V={cfg.vocab_size})")
+        self.cfg = cfg
+        K, d = cfg.chunk_len, cfg.d_model
+        self.ae = ae.requires_grad_(False).eval()  # frozen: it defines the targets
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.compress = nn.Sequential(nn.Linear(K * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d),
+                                      nn.LayerNorm(d))
+        self.pos_emb = nn.Embedding(cfg.block_chunks, d)
+        gcfg = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_chunks, n_layer=cfg.n_layer,
+                         n_head=cfg.n_head, d_model=d)
+        self.blocks = nn.ModuleList(Block(gcfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(d)
+        self.head = EnergyHead(d, cfg.latent_dim, cfg.head_width, cfg.head_blocks, cfg.noise_dim)
+        nn.init.normal_(self.tok_emb.weight, 0.0, 0.02)
+        nn.init.normal_(self.pos_emb.weight, 0.0, 0.02)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.ae.eval()  # no token masking / z dropout when making targets
+        return self
+
+    def num_params(self, with_ae: bool = False) -> int:
+        return sum(p.numel() for n, p in self.named_parameters() if with_ae or not n.startswith("ae."))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [B, T] (T a multiple of K, T/K <= block_chunks) -> h [B, T/K, d]; h_c has read chunks 0..c."""
+        K, d = self.cfg.chunk_len, self.cfg.d_model
+        if ids.dim() != 2 or ids.shape[1] == 0 or ids.shape[1] % K:
+            raise ValueError(f"ids must be [B, T] with T a positive multiple of chunk_len={K}, "
+                             f"got {tuple(ids.shape)}")
+        B, T = ids.shape
+        C = T // K
+        if C > self.cfg.block_chunks:
+            raise ValueError(f"{C} chunks exceed block_chunks={self.cfg.block_chunks}")
+        x = self.tok_emb(ids).reshape(B, C, K * d)  # [B, C, K*d]
+        x = self.compress(x) + self.pos_emb(torch.arange(C, device=ids.device))  # [B, C, d]
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def loss(self, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Energy loss for predicting chunks 1..C from chunks 0..C-1 of ids [B, (C+1)K]."""
+        K, N, M = self.cfg.chunk_len, self.cfg.n_samples, self.cfg.n_targets
+        h = self(ids[:, :-K])  # [B, C, d]
+        with torch.no_grad():
+            mu, log_sigma = self.ae.posterior(ids[:, K:])  # [B, C, L]
+            eps = torch.randn(M, *mu.shape, device=mu.device, dtype=mu.dtype)
+            targets = (mu + log_sigma.exp() * eps).flatten(1, 2)  # [M, B*C, L]
+        samples = self.head(h, N).flatten(1, 2)  # [N, B*C, L]
+        loss = energy_score_loss(samples.float(), targets.float())
+        return loss, {"mean_err": float((samples.detach().mean(0) - mu.flatten(0, 1)).norm(dim=-1).mean())}
+
+    @torch.no_grad()
+    def sample_chunks(self, ids: torch.Tensor, n_draws: int) -> torch.Tensor:
+        """Draws of chunks 1..C given the true chunks before each: ids [B, (C+1)K] -> [n_draws, B*C, K]."""
+        K = self.cfg.chunk_len
+        h = self(ids[:, :-K])  # [B, C, d]
+        z = self.head(h, n_draws)  # [n, B, C, L]
+        tokens = self.ae.decode_tokens(z)  # [n, B, C*K]
+        return tokens.reshape(n_draws, -1, K)
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, n_chunks: int, temp: float = 1.0, exact: bool = True,
+                 max_tries: int = 10_000, n_candidates: int = 200) -> torch.Tensor:
+        """Append n_chunks * K tokens to prompt [B, T0] (T0 a multiple of K), one chunk per step.
+
+        temp must be 1/n (n integer); exact=True uses rejection, False the batch approximation.
+        """
+        if n_chunks < 1:
+            raise ValueError(f"n_chunks must be >= 1, got {n_chunks}")
+        W = self.cfg.block_chunks * self.cfg.chunk_len
+        ids = prompt
+        for _ in range(n_chunks):
+            h = self(ids[:, -W:])[:, -1]  # [B, d]
+            # one draw = a head sample decoded to K tokens (argmax), re-embedded on the next step
+            draw = lambda k, h=h: self.ae.decode_tokens(self.head(h, k)[:, :, None])  # [k, B, K]
+            if exact:
+                chunk, _ = sample_exact(draw, temp, max_tries)
+            else:
+                chunk = sample_batch_approx(draw, temp, n_candidates)
+            ids = torch.cat([ids, chunk], dim=1)
+        return ids
+
+    def train_flops_per_step(self, batch: int, n_chunks: int) -> float:
+        """Training FLOPs of one step on [batch, (n_chunks+1)K] ids (the frozen AE's encoder not counted).
+
+        Backbone + compressor run once per chunk position, the head N times; 6 = forward + backward.
+        """
+        d, L = self.cfg.d_model, self.cfg.n_layer
+        backbone = sum(p.numel() for n, p in self.named_parameters()
+                       if n.startswith(("compress", "blocks")) and p.dim() == 2)
+        head = sum(p.numel() for p in self.head.parameters() if p.dim() == 2)
+        per_pos = 6 * (backbone + self.cfg.n_samples * head) + 6 * L * n_chunks * d
+        return float(per_pos * batch * n_chunks)
+
+
+def gpt_train_flops_per_step(model: GPT, batch: int, T: int) -> float:
+    """Training FLOPs of one GPT step on [batch, T] (matmul params incl. the tied output layer)."""
+    cfg = model.cfg
+    mats = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks") and p.dim() == 2)
+    per_pos = 6 * (mats + cfg.d_model * cfg.vocab_size) + 6 * cfg.n_layer * T * cfg.d_model
+    return float(per_pos * batch * T)
+
+
+@torch.no_grad()
+def gpt_sample_chunks(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """The token baseline under CALM's chunk-aligned evaluation: for each chunk c = 1..C of
+    ids [B, (C+1)K], sample K tokens autoregressively (temp 1) after the true prefix ids[:, :cK].
+
+    Returns [n_draws, B*C, K], the same layout as CALM.sample_chunks.
+    """
+    B, T = ids.shape
+    K = chunk_len
+    if T % K or T // K < 2:
+        raise ValueError(f"ids must be [B, (C+1)*K] with C >= 1 and K={K}, got {tuple(ids.shape)}")
+    C = T // K - 1
+    starts = torch.arange(1, C + 1, device=ids.device) * K  # [C]
+    rows = torch.arange(B * C, device=ids.device)
+    out = []
+    for _ in range(n_draws):
+        seq = ids[:, None, :].expand(B, C, T).reshape(B * C, T).clone()  # one copy per chunk
+        pos = starts.repeat(B)  # [B*C]
+        for j in range(K):
+            # causal: logits at pos-1 only see the true prefix and the tokens sampled so far
+            logits = model(seq[:, :-1])  # [B*C, T-1, V]
+            probs = logits[rows, pos + j - 1].float().softmax(-1)
+            seq[rows, pos + j] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        out.append(seq[rows[:, None], pos[:, None] + torch.arange(K, device=ids.device)])
+    return torch.stack(out)  # [n, B*C, K]
+
+
+@torch.no_grad()
+def gpt_exact_brier1(model: GPT, ids: torch.Tensor, chunk_len: int) -> float:
+    """Closed-form Brier-1 (2 p(y) - sum p^2) at the chunk starts: what the sampled estimate averages to."""
+    from labcore.calm.brier import brier_exact
+
+    K = chunk_len
+    probs = model(ids[:, :-1]).float().softmax(-1)  # [B, T-1, V]
+    starts = torch.arange(K, ids.shape[1], K, device=ids.device)
+    return float(brier_exact(probs[:, starts - 1], ids[:, starts]).mean())
