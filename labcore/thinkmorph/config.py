@@ -1,0 +1,79 @@
+"""Chapter 6 sizes: one dataclass, three instances (smoke | cpu | gpu), chosen by the profile.
+Taught in notebooks/06_thinkmorph.ipynb (the `cfg = profile_config(prof)` cell)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labcore.runtime import Profile, pick
+from labcore.thinkmorph.model import ModelConfig
+from labcore.thinkmorph.tasks import (
+    HELDOUT_JIGSAW_SIZES,
+    HELDOUT_MAZE_SIZES,
+    TASKS,
+    TRAIN_JIGSAW_SIZES,
+    TRAIN_MAZE_SIZES,
+)
+from labcore.thinkmorph.traces import ARMS
+
+
+@dataclass(frozen=True)
+class ThinkMorphConfig:
+    model: ModelConfig  # the interleaved transformer
+    steps: int  # optimizer steps per arm: every arm gets the same budget
+    batch_size: int  # traces per step
+    lr: float = 1e-3  # AdamW peak learning rate (cosine to 10%)
+    warmup: int = 20  # linear warm-up steps
+    tasks: tuple[str, ...] = ("maze", "jigsaw")  # the training mixture, equal shares
+    maze_train: tuple[int, ...] = TRAIN_MAZE_SIZES  # in-distribution maze sides
+    maze_heldout: tuple[int, ...] = HELDOUT_MAZE_SIZES  # never trained on
+    jigsaw_train: tuple[int, ...] = TRAIN_JIGSAW_SIZES  # in-distribution jigsaw sides
+    jigsaw_heldout: tuple[int, ...] = HELDOUT_JIGSAW_SIZES  # never trained on
+    arms: tuple[str, ...] = ARMS  # which arms to train
+    eval_per_size: int = 32  # test instances per (task, size)
+    probe_per_size: int = 16  # instances per (task, size) for the blank/wrong-image probes
+    best_of_n: int = 8  # samples per instance for the best-of-N curves
+    bon_per_size: int = 8  # instances per (task, size) for best-of-N
+    temperature: float = 1.0  # sampling temperature for best-of-N
+    max_new_tokens: int = 128  # generation budget per trace (text tokens; images add no budget)
+    seed: int = 0  # training data and init seed
+    threads: int | None = None  # torch CPU threads; None keeps torch's default (tiny models run best on 1)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_per_size", "probe_per_size", "best_of_n", "bon_per_size",
+                     "max_new_tokens"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {sorted(TASKS)}, got {self.tasks}")
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad or not self.arms:
+            raise ValueError(f"arms must be a non-empty subset of {ARMS}, got {self.arms}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def train_sizes(self, task: str) -> tuple[int, ...]:
+        return {"maze": self.maze_train, "jigsaw": self.jigsaw_train}[task]
+
+    def heldout_sizes(self, task: str) -> tuple[int, ...]:
+        return {"maze": self.maze_heldout, "jigsaw": self.jigsaw_heldout}[task]
+
+
+SMOKE = ThinkMorphConfig(
+    model=ModelConfig(d_model=32, n_layer=2, n_head=2, flow_steps=4),
+    steps=20, batch_size=8, warmup=4, maze_train=(4, 5), maze_heldout=(8,), jigsaw_heldout=(4,),
+    eval_per_size=4, probe_per_size=2, best_of_n=2, bon_per_size=2, max_new_tokens=48, threads=1)
+CPU = ThinkMorphConfig(
+    model=ModelConfig(d_model=64, n_layer=3, n_head=2, flow_steps=8),
+    steps=800, batch_size=32, lr=3e-3, warmup=40, eval_per_size=16, probe_per_size=8, best_of_n=6,
+    bon_per_size=4)
+GPU = ThinkMorphConfig(
+    model=ModelConfig(d_model=256, n_layer=6, n_head=8, flow_steps=16),
+    steps=4000, batch_size=64, lr=5e-4, warmup=200, eval_per_size=128, probe_per_size=64, best_of_n=16,
+    bon_per_size=32, max_new_tokens=160)
+
+
+def profile_config(prof: Profile | str) -> ThinkMorphConfig:
+    """The chapter's config at this profile."""
+    return pick(prof, smoke=SMOKE, cpu=CPU, gpu=GPU)

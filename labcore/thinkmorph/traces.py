@@ -1,0 +1,130 @@
+"""Reasoning traces for the four arms, in ThinkMorph's special-token format.
+Taught in notebooks/06_thinkmorph.ipynb, section "Four ways to think".
+
+Every trace starts with the same context (no loss): `<bos> task size <image_start> [problem] <image_end>`.
+What follows depends on the arm:
+
+    direct       <answer> a </answer> <eos>
+    text         <think> plan + the whole path in words </think> <answer> a </answer> <eos>
+    visual       <image_start> [sketch] <image_end> <answer> a </answer> <eos>
+    interleaved  <think> plan </think> <image_start> [sketch] <image_end> <think> check </think>
+                 <answer> a </answer> <eos>
+
+A trace is a list of segments: Text(tokens, loss) and Image(pixels uint8 [H, W, 3], generated). The
+model's collate turns it into one sequence of text tokens and image patch tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labcore.thinkmorph.tasks import MOVES, JigsawTask, MazeTask
+
+ARMS = ("direct", "text", "visual", "interleaved")
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<think>", "</think>", "<image_start>", "<image_end>",
+            "<answer>", "</answer>")
+WORDS = ("maze", "jigsaw", "start", "goal", "len", "grid", "at", *MOVES)
+NUMBERS = tuple(str(i) for i in range(100))
+VOCAB: tuple[str, ...] = SPECIALS + WORDS + NUMBERS
+TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB)}
+PAD, BOS, EOS = TOKEN_ID["<pad>"], TOKEN_ID["<bos>"], TOKEN_ID["<eos>"]
+THINK, END_THINK = TOKEN_ID["<think>"], TOKEN_ID["</think>"]
+IMAGE_START, IMAGE_END = TOKEN_ID["<image_start>"], TOKEN_ID["<image_end>"]
+ANSWER, END_ANSWER = TOKEN_ID["<answer>"], TOKEN_ID["</answer>"]
+
+
+@dataclass
+class Text:
+    tokens: list[str]  # words from VOCAB
+    loss: bool  # trained on (True) or context (False)
+
+
+@dataclass
+class Image:
+    pixels: np.ndarray  # uint8 [H, W, 3]
+    generated: bool  # drawn by the model (flow-matching loss) or given as context
+
+
+Segment = Text | Image
+
+
+def encode(tokens: list[str]) -> list[int]:
+    """Words -> ids; unknown words raise (a typo in a trace would silently train garbage)."""
+    bad = [t for t in tokens if t not in TOKEN_ID]
+    if bad:
+        raise ValueError(f"tokens not in VOCAB: {bad[:5]}")
+    return [TOKEN_ID[t] for t in tokens]
+
+
+def decode(ids) -> list[str]:
+    return [VOCAB[int(i)] for i in ids]
+
+
+def context(task: MazeTask | JigsawTask) -> list[Segment]:
+    """The problem: task name, size, and the problem image (all context, no loss)."""
+    return [Text(["<bos>", task.name, str(task.size), "<image_start>"], False),
+            Image(task.render(), False), Text(["<image_end>"], False)]
+
+
+def _thoughts(task: MazeTask | JigsawTask) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(plan, check, full text reasoning, answer) for one instance."""
+    if isinstance(task, MazeTask):
+        moves = task.solution()
+        plan = ["start", *map(str, task.start), "goal", *map(str, task.goal)]
+        cells = [str(v) for rc in task.walk(moves)[1:] for v in rc]
+        check = ["len", str(len(moves))]
+        return plan, check, plan + ["at", *cells] + check, list(moves)
+    order = task.solution()
+    plan = ["grid", str(task.size)]
+    # in words: for each target position, the (row, col) of the shuffled piece that goes there
+    where = [str(v) for i in order for v in divmod(i, task.size)]
+    check = ["len", str(len(order))]
+    return plan, check, plan + ["at", *where] + check, [str(i) for i in order]
+
+
+def make_trace(task: MazeTask | JigsawTask, arm: str) -> list[Segment]:
+    """The full training trace of `task` for one arm (see the module docstring for the layouts)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    plan, check, full, answer = _thoughts(task)
+    tail = Text(["<answer>", *answer, "</answer>", "<eos>"], True)
+    sketch = Image(task.visual_thought(), True)
+    if arm == "direct":
+        body = [tail]
+    elif arm == "text":
+        body = [Text(["<think>", *full, "</think>"], True), tail]
+    elif arm == "visual":
+        body = [Text(["<image_start>"], True), sketch, Text(["<image_end>"], True), tail]
+    else:
+        body = [Text(["<think>", *plan, "</think>", "<image_start>"], True), sketch,
+                Text(["<image_end>", "<think>", *check, "</think>"], True), tail]
+    return context(task) + body
+
+
+def parse_answer(task: MazeTask | JigsawTask, tokens: list[str]):
+    """The answer between <answer> and </answer> in generated words, in the task's answer type;
+    None when the trace has no well-formed answer (scored as wrong)."""
+    if "<answer>" not in tokens:
+        return None
+    ans = tokens[tokens.index("<answer>") + 1:]
+    if "</answer>" not in ans:
+        return None
+    ans = ans[:ans.index("</answer>")]
+    if isinstance(task, MazeTask):
+        return ans if all(a in MOVES for a in ans) else None
+    return [int(a) for a in ans] if all(a.isdigit() for a in ans) else None
+
+
+def trace_text(trace: list[Segment]) -> str:
+    """One line per segment, images as `[image HxW]` (for printing and the widget)."""
+    out = []
+    for seg in trace:
+        if isinstance(seg, Text):
+            out.append(" ".join(seg.tokens))
+        else:
+            h, w, _ = seg.pixels.shape
+            out.append(f"[{'generated ' if seg.generated else ''}image {h}x{w}]")
+    return "\n".join(out)

@@ -1,0 +1,450 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 6 — ThinkMorph: thinking in words *and* in pictures
+#
+# **Paper.** Jiawei Gu, Yunzhuo Hao, Huichen Will Wang, Linjie Li, Michael Qizhe Shieh, Yejin Choi, Ranjay
+# Krishna, Yu Cheng. *ThinkMorph: Emergent Properties in Multimodal Interleaved Chain-of-Thought Reasoning*,
+# arXiv:2510.27492 (Oct 2025).
+#
+# **The idea.** A unified model (Bagel-7B) that can both read and *draw* images is fine-tuned on ~24k
+# reasoning traces in which text and generated images are complementary steps: think in words, draw
+# something that moves the problem forward (the path on the maze, the jigsaw pieces moved into place),
+# think again, answer. The model emits plain-text markers (`<think>`, `<image_start>`, ...) and, when it
+# writes `<image_start>`, generates an image with flow matching and reads it back as context. Trained the
+# same way, interleaved traces beat text-only and image-only ones on vision-centric puzzles (Table 2).
+#
+# **What we build.**
+# 1. Two procedural puzzles with exact simulators: a FrozenLake-style maze and a small jigsaw.
+# 2. Traces for four arms from the same puzzles: direct answer, text chain of thought, visual chain of
+#    thought, interleaved.
+# 3. One tiny transformer whose sequence mixes text tokens and image patch tokens, trained with text
+#    cross-entropy + flow matching on the patches it draws, and a generator that switches modes at the
+#    special tokens. We write its attention mask, forward pass and loss from scratch and check them.
+# 4. The four arms trained on equal budgets: the Table-2 analog (in-distribution and held-out sizes),
+#    blank/wrong-image probes, best-of-N curves, a trace viewer, and the paper-vs-lab table.
+#
+# **Runtime.** smoke: under a minute (CI; the models learn nothing yet, the numbers are placeholders) ·
+# cpu: about 12 minutes on one laptop core (accuracies are still low: a few to ~40%, trends are faint) ·
+# gpu: about 20 minutes on one modern GPU (estimated: bigger model, 5x the steps).
+
+# %% tags=["parameters"]
+PROFILE = "auto"  # smoke | cpu | gpu | auto
+ARMS = None  # None trains all four arms; e.g. ("text", "interleaved") to save time
+
+# %%
+import numpy as np
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from plotly.subplots import make_subplots
+
+from labcore.report import Claim, paper_vs_lab
+from labcore.runtime import setup
+from labcore.testing import compare
+from labcore.thinkmorph import JigsawTask, MazeTask, make_trace, trace_text
+from labcore.thinkmorph.config import profile_config
+from labcore.thinkmorph.evaluate import (
+    accuracy, accuracy_by_size, best_of_n, eval_tasks, solve)
+from labcore.thinkmorph.model import (
+    NOISY, TEXT, InterleavedTransformer, attention_mask, attention_mask_naive, collate, pack,
+    stepwise, thinkmorph_loss, train_arm)
+from labcore.thinkmorph.traces import context
+from labcore.widgets.trace_viewer import TraceViewer
+
+prof = setup(PROFILE)
+cfg = profile_config(prof)
+if cfg.threads:
+    torch.set_num_threads(cfg.threads)
+arms = tuple(ARMS or cfg.arms)
+print(f"numbers below come from profile={prof.name}; model d={cfg.model.d_model} L={cfg.model.n_layer}, "
+      f"{cfg.steps} steps x {cfg.batch_size} traces per arm, arms={arms}")
+
+# %% [markdown]
+# ## The tasks
+#
+# ThinkMorph's four training tasks are jigsaw assembly, spatial navigation (VSP: FrozenLake mazes), visual
+# search and chart refocus. We keep the two whose "visual thought" is easy to render exactly:
+#
+# * **Maze.** A `size x size` grid with holes; walk from the green start to the gold goal with `U D L R`.
+#   The answer is executed in the simulator: it is right only if it reaches the goal without falling into a
+#   hole or leaving the grid. The visual thought is the path painted red.
+# * **Jigsaw.** A picture cut into `size x size` one-cell pieces and shuffled. The answer lists, for every
+#   target position, which shuffled piece goes there. The visual thought is the assembled picture.
+#
+# Every instance is a pure function of `(size, seed)` and is solvable. One image cell is one patch token.
+# We train on mazes 4x4..7x7 and jigsaws 2x2..3x3 and hold out 8x8..9x9 mazes and 4x4 jigsaws.
+#
+# > Note: the paper's images are 512-pixel photos encoded by a VAE; ours are 4-pixel-per-cell renders fed
+# > to the transformer as raw RGB patches (a linear embedding, no VAE). Visual search and chart refocus are
+# > left out: they need natural images.
+
+# %%
+maze, jig = MazeTask.generate(6, 0), JigsawTask.generate(3, 0)
+fig = make_subplots(rows=1, cols=4, subplot_titles=("maze", "its visual thought", "jigsaw (shuffled)",
+                                                    "its visual thought"))
+for i, img in enumerate([maze.render(), maze.visual_thought(), jig.render(), jig.visual_thought()]):
+    fig.add_trace(go.Image(z=img), 1, i + 1)
+fig.update_xaxes(visible=False).update_yaxes(visible=False).update_layout(height=260, margin=dict(t=40, b=0))
+fig.show()
+
+# %% tags=["nbval-check-output"]
+# deterministic: same (size, seed), same puzzle; the simulator accepts the solution and rejects a detour
+print("maze start", maze.start, "goal", maze.goal, "solution", "".join(maze.solution()))
+print("scores:", maze.score(maze.solution()), maze.score(maze.solution()[:-1]))
+print("jigsaw order", jig.solution(), "score", jig.score(jig.solution()))
+assert maze.score(maze.solution()) and not maze.score(maze.solution()[:-1]) and jig.score(jig.solution())
+
+# %% [markdown]
+# ## Four ways to think
+#
+# Each trace starts with the same context, `<bos> task size <image_start> [problem] <image_end>`, which
+# carries no loss. Then, in the paper's format:
+#
+# | arm | what the model writes |
+# |---|---|
+# | direct | `<answer> ... </answer>` |
+# | text | `<think>` start, goal and every cell of the path in words `</think> <answer> ...` |
+# | visual | `<image_start> [path drawn] <image_end> <answer> ...` |
+# | interleaved | `<think>` start, goal `</think> <image_start> [path drawn] <image_end> <think>` its length `</think> <answer> ...` |
+#
+# In the interleaved arm text and image are *complementary*, the paper's design principle: the words locate
+# the endpoints, the picture carries the route, the second thought reads a fact off the picture.
+#
+# > Note: the paper's traces are written by strong models (and filtered); ours are generated by the
+# > simulator, so every trace is correct.
+
+# %%
+for arm in ("direct", "text", "visual", "interleaved"):
+    print(f"--- {arm}\n{trace_text(make_trace(MazeTask.generate(5, 1), arm))}\n")
+
+# %% [markdown]
+# ## One sequence, two kinds of token
+#
+# Text tokens are embedded from a table; an image cell (a `[4, 4, 3]` RGB patch in `[-1, 1]`) is embedded by
+# one linear map plus a fixed 2-D sin-cos position for its (row, column). All tokens get a 1-D position.
+# One transformer reads the mixed sequence; an LM head predicts the next text token and a small
+# *flow-matching head* predicts the velocity of image patches being drawn.
+#
+# **Drawing an image (flow matching).** For a drawn image with clean patches $x$ and noise
+# $\epsilon \sim \mathcal N(0, I)$, at time $t = \sigma(n),\ n \sim \mathcal N(0, 1)$:
+# $$x_t = (1 - t)\,x + t\,\epsilon, \qquad \mathcal L_\text{flow} = \lVert v_\theta(x_t, t) - (\epsilon - x)\rVert^2 .$$
+# The total loss is $\mathcal L = \mathcal L_\text{CE} + \lambda\,\mathcal L_\text{flow}$ with $\lambda = 1$, as
+# in the paper. At inference the image starts as noise and is integrated from $t = 1$ to $0$ with Euler
+# steps (the sampler from Chapter 5, `labcore.rae.flow`).
+#
+# **The attention mask.** During training a drawn image appears twice, as in Bagel: a *noisy* copy $x_t$
+# (it carries the flow loss) followed by a *clean* copy (what everything after it reads, exactly as at
+# inference, where the finished image is written back as context). The rules:
+# causal everywhere; a position never sees a noisy block other than its own; the patches of one image see
+# each other in both directions.
+
+# %%
+def my_mask(kind, group):
+    """kind, group: [B, T] -> bool [B, T, T], True where query q may read key k."""
+    T = kind.shape[1]
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))  # k <= q
+    public = (kind != NOISY)[:, None, :]  # noisy blocks are private to themselves
+    same_image = group[:, :, None] == group[:, None, :]  # an image sees all of itself
+    return (causal[None] & public) | same_image
+
+
+# %% [markdown]
+# Attention under that mask, and the whole forward pass, written out (we borrow the labcore model's
+# weights and its embedding layer, so the two can be compared number for number):
+
+# %%
+def my_attention(attn, x, mask):
+    B, T, C = x.shape
+    H, D = attn.n_head, attn.head_dim
+    q, k, v = attn.qkv(x).view(B, T, 3, H, D).unbind(2)  # [B, T, H, D]
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / D ** 0.5  # [B, H, T, T]
+    scores = scores.masked_fill(~mask[:, None], float("-inf"))
+    return attn.proj(torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v).reshape(B, T, C))
+
+
+def my_forward(model, batch, patches):
+    """-> logits [B, T, V] and velocities [B, T, pd] (meaningful at noisy slots)."""
+    x = model.embed(batch["tokens"], batch["kind"], batch["pos"], batch["row"], batch["col"], patches,
+                    batch["t"])  # [B, T, d]: token or patch embedding + positions (+ time at noisy slots)
+    mask = my_mask(batch["kind"], batch["group"])
+    for blk in model.blocks:
+        x = x + my_attention(blk.attn, blk.norm1(x), mask)
+        x = x + blk.mlp(blk.norm2(x))
+    h = model.norm(x)
+    return model.lm_head(h), model.flow_head(h)
+
+
+# %% [markdown]
+# The loss: noise the drawn patches, one forward pass, cross-entropy on the text targets (the next token,
+# where it is a trained text token) plus the velocity regression on the noisy slots.
+
+# %%
+def my_loss(model, batch):
+    noisy = batch["kind"] == NOISY  # [B, T]
+    x, eps, t = batch["patches"][noisy], batch["eps"], batch["t"][:, None]  # [P, pd], [P, pd], [P, 1]
+    x_t = (1 - t) * x + t * eps  # the interpolation path
+    patches = batch["patches"].masked_scatter(noisy[..., None], x_t)
+    logits, v = my_forward(model, batch, patches)
+    ce = F.cross_entropy(logits.flatten(0, 1), batch["target"].flatten(), ignore_index=-100)
+    flow = (v[noisy] - (eps - x)).pow(2).mean()  # regress the velocity eps - x
+    return ce + model.cfg.flow_weight * flow
+
+
+# %% [markdown]
+# **Check.** Our mask against labcore's and a pair-by-pair loop; our forward pass against labcore's and
+# against feeding the trace one token (or one whole image) at a time through the KV cache, the way
+# generation does; our loss against labcore's.
+
+# %% tags=["nbval-check-output"]
+torch.manual_seed(0)
+model = InterleavedTransformer(cfg.model).eval()
+trace = make_trace(MazeTask.generate(5, 3), "interleaved")
+g = torch.Generator().manual_seed(0)
+train_batch = collate([pack(trace, train=True)], g)  # noisy + clean copies
+infer_batch = collate([pack(trace, train=False)], g)  # clean copy only, as at inference
+kind, group = train_batch["kind"], train_batch["group"]
+ok = [compare("mask vs labcore", my_mask(kind, group), attention_mask(kind, group)),
+      compare("mask vs naive", my_mask(kind, group)[0], attention_mask_naive(kind[0].tolist(), group[0].tolist()))]
+with torch.no_grad():
+    text = infer_batch["kind"][0] == TEXT
+    ours, _ = my_forward(model, infer_batch, infer_batch["patches"])
+    ok.append(compare("logits vs labcore", ours, model(infer_batch)[0], atol=1e-5))
+    ok.append(compare("logits vs stepwise", ours[0][text], stepwise(model, trace)[0], atol=1e-5))
+    noisy = train_batch["kind"] == NOISY
+    x_t = torch.randn(int(noisy.sum()), cfg.model.patch_dim, generator=g)
+    _, v = my_forward(model, train_batch, train_batch["patches"].masked_scatter(noisy[..., None], x_t))
+    ok.append(compare("velocity vs stepwise", v[noisy], stepwise(model, trace, x_t, train_batch["t"])[1], atol=1e-5))
+    ok.append(compare("loss vs labcore", my_loss(model, train_batch), thinkmorph_loss(model, train_batch)[0]))
+assert all(ok)
+
+# %% [markdown]
+# From here on the notebook uses `labcore.thinkmorph` only.
+#
+# **Generation switches modes at the special tokens.** `labcore.thinkmorph.model.generate` decodes text
+# greedily (or with a temperature) through a KV cache. When the model writes `<image_start>`, it draws the
+# whole image block at once: start from noise, run `flow_steps` Euler steps in which the noisy block reads
+# the cached prefix and itself, write the clean image into the cache, append `<image_end>`, and go back to
+# text. Nothing forces an arm to draw: the model decides by emitting the marker or not.
+
+# %% [markdown]
+# ## Training the four arms on equal budgets
+#
+# Same initialisation, same optimizer, same number of steps and traces per step, *the very same puzzles*
+# in every batch (they depend only on the step), a 50/50 mix of mazes and jigsaws. Only the reasoning
+# written out differs. The arms without images simply have no flow term.
+#
+# > Note: the paper fine-tunes a 7B model pretrained on web-scale interleaved data (lr 1e-5, 8k steps); we
+# > train a 0.05-5M parameter model from scratch, so it must learn to see, draw and read in one go.
+
+# %%
+models, runs = {}, {}
+for arm in arms:
+    models[arm], runs[arm] = train_arm(arm, cfg, prof)
+    h = runs[arm].history[-1]
+    print(f"{arm:12s} loss {h['loss']:.3f} (ce {h['ce']:.3f}, flow {h['flow']:.3f}) in {runs[arm].seconds:.0f}s")
+print(f"{models[arms[0]].num_params() / 1e6:.2f}M parameters per model")
+
+# %%
+fig = go.Figure()
+for arm in arms:
+    steps = [r["step"] for r in runs[arm].history]
+    fig.add_scatter(x=steps, y=[r["ce"] for r in runs[arm].history], name=f"{arm} text CE")
+    if arm in ("visual", "interleaved"):
+        fig.add_scatter(x=steps, y=[r["flow"] for r in runs[arm].history], name=f"{arm} flow", line=dict(dash="dot"))
+fig.update_layout(title="training losses", xaxis_title="step", yaxis_title="loss", height=350).show()
+
+# %% [markdown]
+# ## Table 2, lab edition
+#
+# Every model answers the same held-aside puzzles (seeds never used in training), greedily. The answer is
+# parsed from `<answer> ... </answer>` and executed in the simulator.
+
+# %%
+test_sets = {}
+for name in cfg.tasks:
+    test_sets[(name, "in-dist")] = eval_tasks(name, cfg.train_sizes(name), cfg.eval_per_size)
+    test_sets[(name, "held-out")] = eval_tasks(name, cfg.heldout_sizes(name), cfg.eval_per_size)
+results = {(arm, key): solve(models[arm], tasks, cfg.max_new_tokens)
+           for arm in arms for key, tasks in test_sets.items()}
+acc = {k: accuracy(v) for k, v in results.items()}
+cols = list(test_sets)
+print(f"accuracy % (profile={prof.name}, {cfg.eval_per_size} puzzles per size)")
+print(f"{'arm':12s}" + "".join(f"{n + ' ' + s:>18s}" for n, s in cols))
+for arm in arms:
+    print(f"{arm:12s}" + "".join(f"{100 * acc[(arm, c)]:18.1f}" for c in cols))
+
+# %%
+fig = go.Figure([go.Bar(name=arm, x=[f"{n} {s}" for n, s in cols], y=[100 * acc[(arm, c)] for c in cols])
+                 for arm in arms])
+fig.update_layout(barmode="group", title="accuracy per arm (Table-2 analog)", yaxis_title="accuracy %",
+                  height=350).show()
+by_size = {arm: {} for arm in arms}
+for (arm, key), res in results.items():
+    by_size[arm].update(accuracy_by_size(res))
+fig = go.Figure()
+for arm in arms:
+    for name in cfg.tasks:
+        sizes = sorted(s for n, s in by_size[arm] if n == name)
+        fig.add_scatter(x=sizes, y=[100 * by_size[arm][(name, s)] for s in sizes], name=f"{arm} / {name}",
+                        mode="lines+markers")
+fig.update_layout(title="accuracy vs puzzle size (right of the training range = held out)",
+                  xaxis_title="size", yaxis_title="accuracy %", height=350).show()
+
+# %% [markdown]
+# ## Does the picture matter?
+#
+# If the drawn image carries the reasoning, the answer should depend on it. We rerun the image-drawing arms
+# with every drawn image replaced, after it is sampled and before the model reads it, by a flat grey
+# picture (*blank*) or by the correct sketch of a different puzzle of the same size (*wrong*).
+
+# %%
+probe_sets = {name: eval_tasks(name, cfg.train_sizes(name), cfg.probe_per_size) for name in cfg.tasks}
+probe_acc = {}
+for arm in [a for a in arms if a in ("visual", "interleaved")]:
+    for probe in ("none", "blank", "wrong"):
+        res = [r for tasks in probe_sets.values() for r in solve(models[arm], tasks, cfg.max_new_tokens, probe=probe)]
+        probe_acc[(arm, probe)] = accuracy(res)
+    print(f"{arm:12s} " + "  ".join(f"{p} {100 * probe_acc[(arm, p)]:5.1f}%" for p in ("none", "blank", "wrong")))
+
+# %% [markdown]
+# ## Best of N
+#
+# The paper finds that sampling several interleaved traces and keeping the best scales better than
+# sampling several text-only ones, because text-image traces are more diverse. We sample `N` traces per
+# puzzle at temperature `cfg.temperature` (text tokens and image noise both random) and count a puzzle
+# solved if any of `k <= N` traces executes correctly (the unbiased pass@k estimate).
+#
+# > Note: here the verifier is the simulator (an oracle); the paper selects among samples without one.
+
+# %%
+bon_tasks = [t for name in cfg.tasks for t in eval_tasks(name, cfg.train_sizes(name), cfg.bon_per_size, offset=50_000)]
+curves = {arm: best_of_n(models[arm], bon_tasks, cfg.best_of_n, cfg.temperature, cfg.max_new_tokens)
+          for arm in arms}
+fig = go.Figure([go.Scatter(x=c["k"], y=[100 * a for a in c["acc"]], name=arm, mode="lines+markers")
+                 for arm, c in curves.items()])
+fig.update_layout(title="best-of-N accuracy", xaxis_title="N", xaxis_type="log", yaxis_title="accuracy %",
+                  height=350).show()
+for arm, c in curves.items():
+    print(f"{arm:12s} N=1 {100 * c['acc'][0]:5.1f}%  N={c['k'][-1]} {100 * c['acc'][-1]:5.1f}%")
+
+# %% [markdown]
+# ## Mode switching
+#
+# Nothing forces the interleaved model to draw. The paper reports that ThinkMorph skips the image in 5.3%
+# of cases and is more accurate there. We count how often our interleaved model drew an image.
+
+# %%
+if "interleaved" in arms:
+    inter = [r for key in test_sets for r in results[("interleaved", key)]]
+    drew = [r for r in inter if r.drew_image]
+    skipped = [r for r in inter if not r.drew_image]
+    skip_rate = len(skipped) / len(inter)
+    print(f"interleaved traces without an image: {100 * skip_rate:.1f}% "
+          f"(accuracy {100 * accuracy(skipped) if skipped else float('nan'):.1f}% vs "
+          f"{100 * accuracy(drew) if drew else float('nan'):.1f}% with one)")
+
+# %% [markdown]
+# ## Reading the traces
+#
+# Step through what each arm generated for one held-aside maze: the problem, the image the model drew, and
+# its words so far.
+
+# %%
+key = ("maze", "in-dist")
+viewer = TraceViewer({arm: context(results[(arm, key)][0].task) + results[(arm, key)][0].segments for arm in arms},
+                     title=f"one maze, every arm (profile={prof.name})")
+viewer
+
+# %% [markdown]
+# ## Paper vs lab
+#
+# Our numbers come from this run. A comparison where both sides are 0% is marked n/a: at that point the
+# models have not learned the task and the trend cannot show.
+
+# %%
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def beats(a, b):
+    return None if a == b == 0 else a > b
+
+
+def get(arm, key):
+    return acc.get((arm, key), 0.0)
+
+
+rows = []
+if {"text", "interleaved"} <= set(arms):
+    a, b = get("interleaved", ("maze", "in-dist")), get("text", ("maze", "in-dist"))
+    rows.append(Claim("spatial navigation: interleaved > text-only", "VSP 86.67 vs 49.17",
+                      f"maze {pct(a)} vs {pct(b)}", beats(a, b)))
+if {"visual", "interleaved"} <= set(arms) and "jigsaw" in cfg.tasks:
+    a, b = get("interleaved", ("jigsaw", "in-dist")), get("visual", ("jigsaw", "in-dist"))
+    rows.append(Claim("jigsaw: interleaved > visual-only", "VisPuzzle 73.75 vs 61.25",
+                      f"jigsaw {pct(a)} vs {pct(b)}", beats(a, b)))
+if {"text", "visual", "interleaved"} <= set(arms):
+    gap = np.mean([get("interleaved", (n, "in-dist")) - (get("text", (n, "in-dist")) + get("visual", (n, "in-dist"))) / 2
+                   for n in cfg.tasks])
+    both_zero = all(get(a, (n, "in-dist")) == 0 for a in ("text", "visual", "interleaved") for n in cfg.tasks)
+    rows.append(Claim("interleaved beats text-only / visual-only on average", "+5.33 points",
+                      f"{100 * gap:+.1f} points", None if both_zero else gap > 0))
+if {"direct", "interleaved"} <= set(arms):
+    a = np.mean([get("interleaved", (n, "in-dist")) for n in cfg.tasks])
+    b = np.mean([get("direct", (n, "in-dist")) for n in cfg.tasks])
+    rows.append(Claim("interleaved reasoning >> no reasoning (paper: vs the base model)", "+34.7% avg",
+                      f"{pct(a)} vs direct {pct(b)}", beats(a, b)))
+if ("interleaved", "none") in probe_acc:
+    base = probe_acc[("interleaved", "none")]
+    hurt = all(probe_acc[("interleaved", p)] < base for p in ("blank", "wrong"))  # both probes must hurt
+    rows.append(Claim("the drawn image carries the reasoning (blank/wrong image hurts)", "qualitative",
+                      f"{pct(base)} -> blank {pct(probe_acc[('interleaved', 'blank')])}, "
+                      f"wrong {pct(probe_acc[('interleaved', 'wrong')])}", None if base == 0 else hurt))
+if "interleaved" in curves and len(curves) > 1:
+    gain = {arm: c["acc"][-1] - c["acc"][0] for arm, c in curves.items()}
+    best_other = max(v for k, v in gain.items() if k != "interleaved")
+    rows.append(Claim(f"best-of-N gains more for interleaved (N=1 -> {cfg.best_of_n})", "+8.0 on BLINK-J",
+                      f"+{100 * gain['interleaved']:.1f} vs best other +{100 * best_other:.1f} points",
+                      beats(gain["interleaved"], best_other)))
+if "interleaved" in arms:
+    rows.append(Claim("autonomous mode switching: some traces skip the image", "5.3% of cases",
+                      f"{100 * skip_rate:.1f}% of cases", None if skip_rate == 1 else skip_rate > 0))
+if {"text", "interleaved"} <= set(arms):
+    a = np.mean([get("interleaved", (n, "held-out")) for n in cfg.tasks])
+    b = np.mean([get("text", (n, "held-out")) for n in cfg.tasks])
+    rows.append(Claim("generalises beyond training (paper: out-of-domain benchmarks)", "matches larger VLMs",
+                      f"held-out sizes: interleaved {pct(a)} vs text {pct(b)}", beats(a, b)))
+table = paper_vs_lab(rows, prof.name, "06_thinkmorph")
+
+# %% [markdown]
+# > Simplifications, all named above: procedural 4-pixel-cell renders instead of photos and no VAE; two of
+# > the four task families; simulator-written traces; a tiny model trained from scratch instead of a
+# > fine-tuned 7B unified model; an oracle verifier for best-of-N; greedy decoding for the main table.
+#
+# ## Exercises
+
+# %% tags=["exercise"]
+# 1. Make the interleaved arm's text and image *isomorphic* instead of complementary: put the full path in
+#    words inside the first <think> as well (copy the text arm's thought into labcore.thinkmorph.traces).
+#    The paper argues this helps less. Does accuracy or the probe drop change?
+# 2. Run the probes on the text arm: if it never draws, they cannot change anything. How often does the
+#    text arm emit <image_start> on its own?
+if "text" in arms:
+    print("text-arm traces that drew an image:", sum(r.drew_image for r in results[("text", ("maze", "in-dist"))]))
+
+# %% tags=["exercise"]
+# 3. Flow steps: re-run `solve` for the interleaved model with cfg.model.flow_steps of 1, 2 and 16
+#    (dataclasses.replace on the model's cfg). How few Euler steps still give a readable path?
+# 4. Train only on 4x4..5x5 mazes (dataclasses.replace(cfg, maze_train=(4, 5))) and plot accuracy vs size.
+#    Which arm degrades most gracefully on larger mazes?
