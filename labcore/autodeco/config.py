@@ -1,0 +1,49 @@
+"""Chapter 1 sizes: one dataclass, three profiles, one code path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labcore.runtime import Profile, pick
+
+
+@dataclass(frozen=True)
+class AutoDecoConfig:
+    d_model: int  # base GPT width
+    n_layer: int  # base GPT depth
+    n_head: int  # base GPT heads
+    block_size: int  # base GPT context (bytes)
+    pretrain_steps: int  # base LM steps on prose + task stream
+    pretrain_batch: int  # rows per base LM step
+    pretrain_lr: float  # base LM peak lr
+    prose_fraction: float  # share of base-LM rows drawn from stdlib prose (rest: task stream)
+    head_hidden: int  # heads' hidden width (paper: 256)
+    heads_steps: int  # heads-only training steps, base frozen
+    heads_batch: int  # rows per heads step
+    heads_lr: float  # paper: 5e-6 on a 7B model; a toy needs far more
+    problems_per_row: int  # task problems per training row
+    eval_prefix: int  # solved problems shown before each eval prompt
+    eval_repeats: int  # eval prompts = 19 targets x repeats
+    k: int  # samples per prompt for coverage@k
+    grid_T: tuple[float, ...]  # static temperatures searched
+    grid_P: tuple[float, ...]  # static top-p values searched
+    alpha: float = 30.0  # soft top-p sharpness (paper)
+
+
+SMOKE = AutoDecoConfig(d_model=64, n_layer=2, n_head=4, block_size=64, pretrain_steps=120, pretrain_batch=16,
+                       pretrain_lr=3e-3, prose_fraction=0.5, head_hidden=64, heads_steps=40, heads_batch=16,
+                       heads_lr=3e-3, problems_per_row=6, eval_prefix=3, eval_repeats=1, k=4,
+                       grid_T=(0.5, 1.0), grid_P=(0.9, 1.0))
+CPU = AutoDecoConfig(d_model=128, n_layer=4, n_head=4, block_size=64, pretrain_steps=2500, pretrain_batch=48,
+                     pretrain_lr=2e-3, prose_fraction=0.5, head_hidden=256, heads_steps=600, heads_batch=32,
+                     heads_lr=1e-3, problems_per_row=8, eval_prefix=3, eval_repeats=4, k=16,
+                     grid_T=(0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 1.5), grid_P=(0.6, 0.8, 0.9, 0.95, 1.0))
+GPU = AutoDecoConfig(d_model=384, n_layer=6, n_head=6, block_size=128, pretrain_steps=6000, pretrain_batch=128,
+                     pretrain_lr=1e-3, prose_fraction=0.5, head_hidden=256, heads_steps=2000, heads_batch=128,
+                     heads_lr=5e-4, problems_per_row=16, eval_prefix=3, eval_repeats=16, k=32,
+                     grid_T=(0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0),
+                     grid_P=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0))
+
+
+def config_for(profile: Profile | str) -> AutoDecoConfig:
+    return pick(profile, smoke=SMOKE, cpu=CPU, gpu=GPU)
