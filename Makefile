@@ -33,6 +33,7 @@ course: $(VENV)/.lab
 
 ## make test: the whole suite (unit, kernels under TRITON_INTERPRET=1, notebooks at smoke, nbval)
 test: $(VENV)/.dev
+	$(PY) -m ruff check labcore kernels tests
 	$(PY) -m labcore nb check
 	LABCORE_PROFILE=smoke TRITON_INTERPRET=1 $(PY) -m pytest tests --nbval-lax notebooks \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)

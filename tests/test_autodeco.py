@@ -3,9 +3,17 @@
 import pytest
 import torch
 
-from labcore.autodeco import (AutoDecoHeads, autodeco_loss, distribution_stats, generate, hard_top_p,
-                              soft_top_p, soft_top_p_naive, top_p_mask)
-from labcore.autodeco import task
+from labcore.autodeco import (
+    AutoDecoHeads,
+    autodeco_loss,
+    distribution_stats,
+    generate,
+    hard_top_p,
+    soft_top_p,
+    soft_top_p_naive,
+    task,
+    top_p_mask,
+)
 from labcore.nn import GPT, GPTConfig
 from labcore.testing import compare
 from labcore.tokenizer import ByteTokenizer

@@ -6,12 +6,19 @@ import pytest
 import torch
 
 from labcore import checkpoint, course
-from labcore.data import (course_corpus, encode_corpus, from_hub, from_text_files, random_windows,
-                          stdlib_code, stdlib_prose, train_val_split)
+from labcore.data import (
+    course_corpus,
+    encode_corpus,
+    from_hub,
+    from_text_files,
+    random_windows,
+    stdlib_code,
+    stdlib_prose,
+    train_val_split,
+)
 from labcore.nn import GPT, CausalConv1d, GPTConfig, RMSNorm, SwiGLU
 from labcore.runtime import pick, resolve_profile, seed_everything
 from labcore.tokenizer import BPETokenizer, ByteTokenizer
-
 
 # ---- runtime ----------------------------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ def run(quick: bool = False) -> dict:
         T = torch.rand(rows_n, device=device, generator=g) + 0.5
         P = torch.rand(rows_n, device=device, generator=g) * 0.5 + 0.5
         row = {"V": V, "rows": rows_n, "device": device,
-               "torch_ms": 1e3 * timeit(lambda: soft_top_p(logits, T, P, backend="torch"))}
+               "torch_ms": 1e3 * timeit(lambda l=logits, t=T, p=P: soft_top_p(l, t, p, backend="torch"))}
         if device == "cuda":
-            row["triton_ms"] = 1e3 * timeit(lambda: soft_top_p(logits, T, P, backend="triton"))
+            row["triton_ms"] = 1e3 * timeit(lambda l=logits, t=T, p=P: soft_top_p(l, t, p, backend="triton"))
             row["speedup"] = row["torch_ms"] / row["triton_ms"]
         rows.append(row)
     fig = go.Figure(layout=dict(title=f"soft top-p, {rows_n} positions per call ({device})",
