@@ -30,16 +30,6 @@ from labcore.nn import GPT, GPTConfig
 from labcore.testing import assert_close
 from labcore.train import TrainConfig, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread is faster than fighting over a shared machine's cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---- energy score -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("N", "M", "B", "D"), [

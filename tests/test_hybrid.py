@@ -20,15 +20,6 @@ from labcore.hybrid.model import count_params, match_params
 from labcore.kda.layer import KDACache
 from labcore.testing import assert_close
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is as fast, and avoids OpenMP spin-waits on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 # Cached decoding takes other fp32 code paths than the full forward (KDA: recurrent step vs chunkwise
 # form; MLA: absorbed vs expanded); measured rel RMSE on logits ~1e-6, a wrong cache gives > 1e-1.
 TOL = 1e-4

@@ -6,15 +6,6 @@ import torch
 from labcore.hybrid import MLACache, MultiHeadLatentAttention, naive_mla
 from labcore.testing import assert_close
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is as fast, and avoids OpenMP spin-waits on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 # fp32 paths that differ only in summation order (einsum over R vs matmul over Dn after up-projection):
 # measured rel RMSE ~1e-7; 1e-5 leaves room for other BLAS builds while any real bug gives ~1e-1.
 TOL = 1e-5

@@ -65,6 +65,21 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
+def init_gpt_weights(model: nn.Module, n_layer: int) -> None:
+    """GPT-2 init: N(0, 0.02) for Linear/Embedding weights, zero biases, and the residual projections
+    inside `blocks` (attention `proj`, MLP `down`) scaled by 1/sqrt(2 n_layer)."""
+    def init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    model.apply(init)  # post-order, as nanoGPT: keeps the RNG stream (and so the numbers) it always had
+    for name, p in model.named_parameters():
+        if name.endswith(("proj.weight", "down.weight")) and "blocks" in name:
+            nn.init.normal_(p, 0.0, 0.02 / (2 * n_layer) ** 0.5)
+
+
 class GPT(nn.Module):
     """forward(idx [B, T]) -> logits [B, T, vocab]; with return_hidden=True also the final-norm
     hidden states [B, T, d_model] (what lm_head sees, which AutoDeco's heads read)."""
@@ -78,17 +93,7 @@ class GPT(nn.Module):
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # tied
-        self.apply(self._init)
-        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2L)
-            if name.endswith(("proj.weight", "down.weight")):
-                nn.init.normal_(p, 0.0, 0.02 / (2 * cfg.n_layer) ** 0.5)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+        init_gpt_weights(self, cfg.n_layer)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

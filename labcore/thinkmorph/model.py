@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labcore.nn import RMSNorm, SwiGLU
+from labcore.nn.gpt import init_gpt_weights
 from labcore.nn.vision import TimestepEmbedder, patchify, sincos_pos_embed_2d, timestep_embedding, unpatchify
 from labcore.rae.flow import euler_sample, flow_matching_loss, sample_t
 from labcore.runtime import Profile
@@ -275,17 +276,7 @@ class InterleavedTransformer(nn.Module):
         self.norm = RMSNorm(d)
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.flow_head = nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, cfg.patch_dim))
-        self.apply(self._init)
-        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2L)
-            if name.endswith(("proj.weight", "down.weight")) and "blocks" in name:
-                nn.init.normal_(p, 0.0, 0.02 / (2 * cfg.n_layer) ** 0.5)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+        init_gpt_weights(self, cfg.n_layer)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
