@@ -34,7 +34,7 @@ SMOKE = AutoDecoConfig(d_model=64, n_layer=2, n_head=4, block_size=64, pretrain_
                        pretrain_lr=3e-3, prose_fraction=0.5, head_hidden=64, heads_steps=40, heads_batch=16,
                        heads_lr=3e-3, problems_per_row=6, eval_prefix=3, eval_repeats=1, k=4,
                        grid_T=(0.5, 1.0), grid_P=(0.9, 1.0))
-CPU = AutoDecoConfig(d_model=128, n_layer=4, n_head=4, block_size=64, pretrain_steps=2500, pretrain_batch=48,
+CPU = AutoDecoConfig(d_model=128, n_layer=4, n_head=4, block_size=64, pretrain_steps=1500, pretrain_batch=32,
                      pretrain_lr=2e-3, prose_fraction=0.5, head_hidden=256, heads_steps=600, heads_batch=32,
                      heads_lr=1e-3, problems_per_row=8, eval_prefix=3, eval_repeats=4, k=16,
                      grid_T=(0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 1.5), grid_P=(0.6, 0.8, 0.9, 0.95, 1.0))
