@@ -41,7 +41,8 @@ def strip(nb) -> None:
             cell.execution_count = 1
             for out in cell.outputs:
                 out.pop("execution_count", None)
-                out.get("metadata", {}).clear() if "metadata" in out else None
+                if "metadata" in out:
+                    out["metadata"].clear()
 
 
 def sync(stems: list[str] | None = None) -> None:
@@ -64,7 +65,10 @@ def sync(stems: list[str] | None = None) -> None:
                 NotebookClient(nb, timeout=900, kernel_name="python3",
                                resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
             finally:
-                os.environ.pop("LABCORE_PROFILE") if env is None else os.environ.update(LABCORE_PROFILE=env)
+                if env is None:
+                    os.environ.pop("LABCORE_PROFILE")
+                else:
+                    os.environ["LABCORE_PROFILE"] = env
         strip(nb)
         nbformat.write(nb, NOTEBOOK_DIR / f"{stem}.ipynb")
         print(f"synced notebooks/{stem}.ipynb")

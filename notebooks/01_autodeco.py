@@ -175,7 +175,7 @@ fig
 # %%
 greedy = ex.evaluate(base, cfg, prof, "greedy", seed=SEED)
 grid = ex.grid_search(base, cfg, prof, seed=SEED)
-default = next(r for r in grid if r.name == "T=1,P=1") if any(r.name == "T=1,P=1" for r in grid) else grid[-1]
+default = next((r for r in grid if r.name == "T=1,P=1"), grid[-1])  # plain sampling when in the grid
 oracle = max(grid, key=lambda r: r.coverage)
 autodeco = ex.evaluate(base, cfg, prof, "autodeco", heads=heads, seed=SEED)
 print(f"[{prof.name}] k={cfg.k}, {19 * cfg.eval_repeats} held-out prompts")

@@ -65,15 +65,15 @@ def pretrain_base(cfg: AutoDecoConfig, prof: Profile, seed: int = 0, ckpt_dir: s
     return model, res
 
 
-def heads_loss_fn(base: GPT, cfg: AutoDecoConfig, seed: int):
-    """loss_fn for train(): base frozen (no grad), heads trained on the AutoDeco loss."""
+def heads_loss_fn(base: GPT, cfg: AutoDecoConfig):
+    """loss_fn for train(): base frozen (no grad), heads trained on the AutoDeco loss. The batch carries
+    the generator for the easy-token drop, so the mask too is a function of the step (exact resume)."""
     def loss_fn(heads, batch):
-        x, labels = batch
+        x, labels, drop_generator = batch
         with torch.no_grad():
             logits, h = base(x, return_hidden=True)
         T, P = heads(h, logits)
-        g = torch.Generator().manual_seed(seed + int(x[0, :8].sum()))
-        return autodeco_loss(logits.float(), T, P, labels, alpha=cfg.alpha, generator=g)
+        return autodeco_loss(logits.float(), T, P, labels, alpha=cfg.alpha, generator=drop_generator)
     return loss_fn
 
 
@@ -85,11 +85,11 @@ def train_heads(base: GPT, cfg: AutoDecoConfig, prof: Profile, seed: int = 0,
     def batch_fn(step, rank, world):
         x, y = task.training_batch(cfg.heads_batch, cfg.problems_per_row, tok,
                                    batch_generator(seed + 1, step, rank))
-        return x.to(prof.device), y.to(prof.device)
+        return x.to(prof.device), y.to(prof.device), batch_generator(seed + 2, step, rank)
 
     tcfg = TrainConfig(steps=cfg.heads_steps, lr=cfg.heads_lr, warmup=cfg.heads_steps // 20,
                        progress=progress, desc="AutoDeco heads")
-    res = train(heads, heads_loss_fn(base, cfg, seed), batch_fn, tcfg, profile=prof)
+    res = train(heads, heads_loss_fn(base, cfg), batch_fn, tcfg, profile=prof)
     heads.eval()
     return heads, res
 
