@@ -45,13 +45,14 @@ def _masked_decay(G: torch.Tensor, strict: bool) -> torch.Tensor:
 _FAST_RANGE = 40.0
 
 
-def _decayed_scores_fast(q: torch.Tensor, k: torch.Tensor, G: torch.Tensor
+def _decayed_scores_fast(q_decayed: torch.Tensor, k_decayed: torch.Tensor, k_inv: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same result as `_decayed_scores` via exp(G_i - G_j) = exp(G_i) * exp(-G_j): two plain matmuls.
-    Only valid when -G <= _FAST_RANGE everywhere (exp(-G) would overflow otherwise)."""
-    k_right = (k * (-G).exp()).transpose(-1, -2)  # [..., K, C], entries <= exp(_FAST_RANGE)
-    Akk = ((k * G.exp()) @ k_right).tril(-1)  # [..., C, C]
-    Aqk = ((q * G.exp()) @ k_right).tril(0)  # [..., C, C]
+    Takes q * exp(G), k * exp(G) and k * exp(-G); only valid when -G <= _FAST_RANGE everywhere (exp(-G)
+    would overflow otherwise)."""
+    k_right = k_inv.transpose(-1, -2)  # [..., K, C], entries <= exp(_FAST_RANGE)
+    Akk = (k_decayed @ k_right).tril_(-1)  # [..., C, C]
+    Aqk = (q_decayed @ k_right).tril_(0)  # [..., C, C]
     return Akk, Aqk
 
 
@@ -95,6 +96,14 @@ def chunk_kda_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
         return _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
 
 
+def _to_chunks(x: torch.Tensor, N: int, C: int, pad: int) -> torch.Tensor:
+    """[B, T, H, D] -> [B, H, N, C, D] fp32; zero padding is inert (k = 0 writes nothing, g = 0 decays
+    nothing, beta = 0)."""
+    B, _, H, D = x.shape
+    x = F.pad(x.float(), (0, 0, 0, 0, 0, pad)) if pad else x.float()
+    return x.view(B, N, C, H, D).permute(0, 3, 1, 2, 4).contiguous()
+
+
 def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):
     B, T, H, K = q.shape
     V, C = v.shape[-1], chunk_size
@@ -102,40 +111,49 @@ def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, 
     out_dtype = v.dtype
     N = -(-T // C)  # chunks
     pad = N * C - T
-    # zero padding is inert: k = 0 writes nothing, g = 0 decays nothing, beta = 0
-    q, k, v, g = (F.pad(x.float(), (0, 0, 0, 0, 0, pad)) for x in (q, k, v, g))
-    q, beta = q * scale, F.pad(beta.float(), (0, 0, 0, pad))
-    # [B, T, H, D] -> [B, H, N, C, D]
-    q, k, v, g = (x.view(B, N, C, H, -1).permute(0, 3, 1, 2, 4).contiguous() for x in (q, k, v, g))
-    beta = beta.view(B, N, C, H).permute(0, 3, 1, 2)  # [B, H, N, C]
+    q, k, v, g = (_to_chunks(x, N, C, pad) for x in (q, k, v, g))  # [B, H, N, C, D]
+    q = q * scale
+    beta = (F.pad(beta.float(), (0, 0, 0, pad)) if pad else beta.float()).view(B, N, C, H)
+    beta = beta.permute(0, 3, 1, 2)[..., None]  # [B, H, N, C, 1]
 
     G = g.cumsum(-2)  # [B, H, N, C, K] inclusive cumsum inside each chunk
-    sub = 8 if C % 8 == 0 else C  # sub-chunk rows (exact [C, C, K] form when C is not a multiple)
-    fast = float(G.detach().min()) >= -_FAST_RANGE
-    ex = torch.exp if fast else _exp  # with mild decay no exp below can reach the subnormal range
-    if fast:  # mild decay: the plain factorisation is exact enough
-        Akk, Aqk = _decayed_scores_fast(q, k, G)  # [B, H, N, C, C] each
-    else:  # strong decay: sub-chunks, never exponentiating a positive number
-        Akk, Aqk = _decayed_scores(q, k, G, sub)
-    A = Akk * beta[..., None]  # A[i, j] = beta_i (...)
-    # UT transform: solve (I + A) [W | U] = diag(beta) [exp(G) K | V]
-    eye = torch.eye(C, device=q.device, dtype=q.dtype)
-    rhs = beta[..., None] * torch.cat([ex(G) * k, v], dim=-1)  # [B, H, N, C, K + V]
-    WU = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
-    W, U = WU.split([K, V], dim=-1)  # [B, H, N, C, K], [B, H, N, C, V]
-    q_decayed = q * ex(G)  # [B, H, N, C, K]
     G_last = G[..., -1:, :]  # [B, H, N, 1, K]
-    k_to_end = k * ex(G_last - G)  # [B, H, N, C, K] decay from each row to the chunk's end
+    if float(G_last.detach().min()) >= -_FAST_RANGE:
+        # mild decay (G is monotone, so its chunk-end value is its minimum): every exp below stays in
+        # fp32's normal range, and exp(G_i - G_j) factors as exp(G_i) * exp(-G_j)
+        decay, decay_inv = G.exp(), (-G).exp()  # [B, H, N, C, K]
+        q_decayed, k_decayed, k_inv = q * decay, k * decay, k * decay_inv
+        Akk, Aqk = _decayed_scores_fast(q_decayed, k_decayed, k_inv)  # [B, H, N, C, C] each
+        decay_last = decay[..., -1:, :]  # [B, H, N, 1, K]
+        k_to_end = k_inv * decay_last  # k_j exp(G_last - G_j) <= |k_j|
+    else:  # strong decay: sub-chunks, never exponentiating a positive number
+        sub = 8 if C % 8 == 0 else C  # sub-chunk rows (exact [C, C, K] form when C is not a multiple)
+        Akk, Aqk = _decayed_scores(q, k, G, sub)
+        q_decayed, k_decayed = q * _exp(G), k * _exp(G)
+        decay_last = _exp(G_last)
+        k_to_end = k * _exp(G_last - G)  # decay from each row to the chunk's end
+    # UT transform: T = (I + A)^-1 diag(beta), A[i, j] = beta_i Akk[i, j]; then W = T (exp(G) K), U = T V.
+    # Inverting once and multiplying twice is cheaper on CPU than one triangular solve with K + V columns.
+    eye = torch.eye(C, device=q.device, dtype=q.dtype)
+    T_inv = torch.linalg.solve_triangular(eye + Akk * beta, eye.expand_as(Akk), upper=False,
+                                          unitriangular=True)  # [B, H, N, C, C] = (I + A)^-1
+    W = T_inv @ (beta * k_decayed)  # [B, H, N, C, K]
+    U = T_inv @ (beta * v)  # [B, H, N, C, V]
+    k_to_end = k_to_end.transpose(-1, -2)  # [B, H, N, K, C]
+    decay_last = decay_last.transpose(-1, -2)  # [B, H, N, K, 1]
 
+    # the only sequential part: the state entering each chunk (fla's chunk_fwd_h), then all outputs at once
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.float()
-    o = []
+    states, v_news = [], []
     for n in range(N):
+        states.append(S)
         v_new = U[:, :, n] - W[:, :, n] @ S  # [B, H, C, V]  V' = U - W S
-        o.append(q_decayed[:, :, n] @ S + Aqk[:, :, n] @ v_new)  # [B, H, C, V]
-        S = ex(G_last[:, :, n, 0, :, None]) * S + k_to_end[:, :, n].transpose(-1, -2) @ v_new
-    o = torch.stack(o, dim=2)  # [B, H, N, C, V]
-    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T].contiguous()
-    return o.to(out_dtype), (S if output_final_state else None)
+        v_news.append(v_new)
+        S = decay_last[:, :, n] * S + k_to_end[:, :, n] @ v_new
+    S_in, v_new = torch.stack(states, dim=2), torch.stack(v_news, dim=2)  # [B, H, N, K, V], [B, H, N, C, V]
+    o = q_decayed @ S_in + Aqk @ v_new  # [B, H, N, C, V]
+    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
+    return o.to(out_dtype).contiguous(), (S if output_final_state else None)
 
 
 def chunk_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
