@@ -2,7 +2,9 @@
 
 import json
 
-from labcore.bench import BENCHES, run_bench
+import pytest
+
+from labcore.bench import BENCHES, run_bench, timeit
 
 
 def test_soft_top_p_bench_writes_json_and_plot(tmp_path):
@@ -11,3 +13,18 @@ def test_soft_top_p_bench_writes_json_and_plot(tmp_path):
     data = json.loads((tmp_path / "soft_top_p.json").read_text())
     assert [r["V"] for r in data["rows"]] == [256, 4096] and all(r["torch_ms"] > 0 for r in data["rows"])
     assert (tmp_path / "soft_top_p.html").stat().st_size > 1000 and res["summary"]
+
+
+def test_kda_bench_writes_ratios_timed_in_process_time(tmp_path):
+    res = run_bench("kda", tmp_path, quick=True)
+    data = json.loads((tmp_path / "kda.json").read_text())
+    cpu = [r for r in data["rows"] if r["device"] == "cpu"]
+    assert [r["T"] for r in cpu] == [512, 1024]
+    # one CPU thread -> process time, so a busy machine does not skew the ratio
+    assert all(r["clock"] == "process" and r["chunk_vs_recurrent"] > 0 for r in cpu)
+    assert res["summary"]["cpu_chunk_vs_recurrent@512"] == round(cpu[0]["chunk_vs_recurrent"], 2)
+
+
+def test_timeit_rejects_unknown_clock():
+    with pytest.raises(ValueError, match="clock must be one of"):
+        timeit(lambda: None, clock="gpu")

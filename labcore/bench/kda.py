@@ -35,30 +35,30 @@ def _fla_chunk():
 
 def run(quick: bool = False, threads: int | None = 1) -> dict:
     """Time the forms at T in {512, 1024, 2048, 4096} (quick: the first two). threads: CPU threads for
-    the CPU rows (1 by default: small ops on a shared machine time most stably on one)."""
+    the CPU rows (1 by default: small ops on a shared machine time most stably on one; with one thread
+    the CPU rows are timed in process CPU time, which other jobs on the machine do not inflate)."""
     cuda = torch.cuda.is_available()
     lengths = (512, 1024) if quick else (512, 1024, 2048, 4096)
     reps = 3 if quick else 5
-    rows = []
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        rows = _time_all(lengths, reps, cuda)
+        rows = _time_all(lengths, reps, cuda, clock="process" if threads == 1 else "wall")
     finally:
         torch.set_num_threads(old_threads)
     return _report(rows, threads)
 
 
-def _time_all(lengths, reps, cuda) -> list[dict]:
+def _time_all(lengths, reps, cuda, clock: str) -> list[dict]:
     rows = []
     with torch.no_grad():
         for T in lengths:
             args = _inputs(T, "cpu")
-            row = {"T": T, "device": "cpu",
-                   "recurrent_s": timeit(lambda a=args: recurrent_kda(*a), warmup=1, reps=reps),
+            row = {"T": T, "device": "cpu", "clock": clock,
+                   "recurrent_s": timeit(lambda a=args: recurrent_kda(*a), warmup=1, reps=reps, clock=clock),
                    "chunk_torch_s": timeit(lambda a=args: chunk_kda(*a, chunk_size=64, backend="torch"),
-                                           warmup=1, reps=reps)}
+                                           warmup=1, reps=reps, clock=clock)}
             row["chunk_vs_recurrent"] = row["recurrent_s"] / row["chunk_torch_s"]
             rows.append(row)
             if cuda:
@@ -87,7 +87,8 @@ def _report(rows: list[dict], threads: int | None) -> dict:
     fig.add_hline(y=5, line_dash="dot", annotation_text="CPU target 5x")
     fig.update_layout(barmode="group", title=f"KDA speed-ups (B=1, H={H}, K=V={K}, forward)",
                       xaxis_title="sequence length T", yaxis_title="speed-up (x)")
-    summary = {"cpu_threads": threads or torch.get_num_threads()}
+    summary = {"cpu_threads": threads or torch.get_num_threads(),
+               "cpu_clock": cpu_rows[0]["clock"] if cpu_rows else None}
     summary |= {f"cpu_chunk_vs_recurrent@{r['T']}": round(r["chunk_vs_recurrent"], 2) for r in cpu_rows}
     summary.update({f"gpu_triton_vs_torch@{r['T']}": round(r["triton_vs_torch"], 2) for r in gpu_rows})
     return {"rows": rows, "figure": fig, "summary": summary}
