@@ -7,6 +7,8 @@ Each benchmark is a module `labcore.bench.NAME` with `run(quick: bool) -> dict` 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib
 import json
 import pkgutil
@@ -24,8 +26,23 @@ BENCHES = tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).
                        if not m.name.startswith("_")))
 
 
+@functools.cache
+def steady_malloc() -> bool:
+    """Keep freed CPU memory in the process (glibc): otherwise every large tensor freed is handed back to
+    the OS and the next call page-faults it in again, which we measured as up to half of a 20 ms KDA
+    call, varying with the machine's load, not with the algorithm. Process-wide, once; False where
+    there is no glibc (timings then include the OS's page faults)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
+    return bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 25))
+
+
 def timeit(fn: Callable[[], Any], warmup: int = 2, reps: int = 5, clock: str = "wall") -> float:
-    """Median seconds per call (synchronising CUDA around each call).
+    """Median seconds per call (synchronising CUDA around each call), allocator kept steady
+    (`steady_malloc`).
 
     clock: "wall" (perf_counter) or "process" (this process's CPU time: for single-threaded CPU ops on a
     shared machine, where other jobs inflate wall time but not the work done).
@@ -34,6 +51,7 @@ def timeit(fn: Callable[[], Any], warmup: int = 2, reps: int = 5, clock: str = "
     if clock not in clocks:
         raise ValueError(f"clock must be one of {sorted(clocks)}, got {clock!r}")
     now = clocks[clock]
+    steady_malloc()
     for _ in range(warmup):
         fn()
     times = []
@@ -46,6 +64,20 @@ def timeit(fn: Callable[[], Any], warmup: int = 2, reps: int = 5, clock: str = "
             torch.cuda.synchronize()
         times.append(now() - t0)
     return statistics.median(times)
+
+
+def timeit_interleaved(fns: dict[str, Callable[[], Any]], warmup: int = 1, reps: int = 5,
+                       clock: str = "wall") -> dict[str, float]:
+    """Median seconds per call of each fn, timed round-robin (a, b, a, b, ...) so that a change in the
+    machine's load during the run hits every contender alike and their ratio stays fair."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            times[name].append(timeit(fn, warmup=0, reps=1, clock=clock))
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def environment() -> dict[str, Any]:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from labcore.bench import timeit
+from labcore.bench import timeit_interleaved
 from labcore.kda import chunk_kda, recurrent_kda
 
 H, K, V = 4, 64, 64  # heads and head dims of the timed op (B = 1): a small layer
@@ -39,7 +39,7 @@ def run(quick: bool = False, threads: int | None = 1) -> dict:
     the CPU rows are timed in process CPU time, which other jobs on the machine do not inflate)."""
     cuda = torch.cuda.is_available()
     lengths = (512, 1024) if quick else (512, 1024, 2048, 4096)
-    reps = 3 if quick else 5
+    reps = 3 if quick else 7
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -55,21 +55,23 @@ def _time_all(lengths, reps, cuda, clock: str) -> list[dict]:
     with torch.no_grad():
         for T in lengths:
             args = _inputs(T, "cpu")
-            row = {"T": T, "device": "cpu", "clock": clock,
-                   "recurrent_s": timeit(lambda a=args: recurrent_kda(*a), warmup=1, reps=reps, clock=clock),
-                   "chunk_torch_s": timeit(lambda a=args: chunk_kda(*a, chunk_size=64, backend="torch"),
-                                           warmup=1, reps=reps, clock=clock)}
+            times = timeit_interleaved({"recurrent_s": lambda a=args: recurrent_kda(*a),
+                                        "chunk_torch_s": lambda a=args: chunk_kda(*a, chunk_size=64,
+                                                                                  backend="torch")},
+                                       reps=reps, clock=clock)
+            row = {"T": T, "device": "cpu", "clock": clock, **times}
             row["chunk_vs_recurrent"] = row["recurrent_s"] / row["chunk_torch_s"]
             rows.append(row)
             if cuda:
                 args = _inputs(T, "cuda")
-                row = {"T": T, "device": "cuda",
-                       "chunk_torch_s": timeit(lambda a=args: chunk_kda(*a, backend="torch")),
-                       "chunk_triton_s": timeit(lambda a=args: chunk_kda(*a, backend="triton"))}
-                row["triton_vs_torch"] = row["chunk_torch_s"] / row["chunk_triton_s"]
+                fns = {"chunk_torch_s": lambda a=args: chunk_kda(*a, backend="torch"),
+                       "chunk_triton_s": lambda a=args: chunk_kda(*a, backend="triton")}
                 fla = _fla_chunk()
                 if fla is not None:
-                    row["fla_s"] = timeit(lambda a=args, f=fla: f(*a))
+                    fns["fla_s"] = lambda a=args, f=fla: f(*a)
+                row = {"T": T, "device": "cuda", **timeit_interleaved(fns, warmup=2, reps=reps)}
+                row["triton_vs_torch"] = row["chunk_torch_s"] / row["chunk_triton_s"]
+                if fla is not None:
                     row["triton_vs_fla"] = row["fla_s"] / row["chunk_triton_s"]
                 rows.append(row)
     return rows
