@@ -7,6 +7,7 @@ checked in CI by `pytest --nbval-lax`), and strips every other output (nbstripou
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def strip(nb) -> None:
                     out["metadata"].clear()
 
 
+def stable_ids(nb) -> None:
+    """Cell ids from the cell's content (jupytext makes random ones), so a sync changes the ids of the
+    cells that changed and no others."""
+    seen: dict[str, int] = {}
+    for cell in nb.cells:
+        key = f"{cell.cell_type}\n{cell.source}"
+        seen[key] = seen.get(key, 0) + 1
+        cell.id = hashlib.sha1(f"{key}\n{seen[key]}".encode()).hexdigest()[:8]
+
+
 def sync(stems: list[str] | None = None) -> None:
     import jupytext
     import nbformat
@@ -70,6 +81,7 @@ def sync(stems: list[str] | None = None) -> None:
                 else:
                     os.environ["LABCORE_PROFILE"] = env
         strip(nb)
+        stable_ids(nb)
         nbformat.write(nb, NOTEBOOK_DIR / f"{stem}.ipynb")
         print(f"synced notebooks/{stem}.ipynb")
 

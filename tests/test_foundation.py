@@ -161,3 +161,20 @@ def test_course_selection():
     assert [c.stem for c in course.select("01")] == ["01_autodeco"]
     with pytest.raises(ValueError, match="matches no chapter"):
         course.select("99")
+
+
+def test_notebook_cell_ids_follow_content():
+    import nbformat
+
+    from labcore.notebooks import stable_ids
+
+    def ids(sources):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+        stable_ids(nb)
+        nbformat.validate(nb)  # ids must stay valid nbformat ids
+        return [c.id for c in nb.cells]
+
+    a, b = ids(["x = 1", "y = 2", "x = 1"]), ids(["x = 1", "z = 0", "y = 2", "x = 1"])
+    assert a == ids(["x = 1", "y = 2", "x = 1"]), "same content must give the same ids on every sync"
+    assert len(set(a)) == 3, "repeated cells still need distinct ids"
+    assert [b[0], b[2], b[3]] == a, "inserting a cell must not change the other cells' ids"
