@@ -306,9 +306,10 @@ for task in TASKS:
               f"in {results[task, mixer]['seconds']:.0f}s")
 
 # %% [markdown]
-# > Note: the mixers' parameter counts differ by a few percent: KDA's low-rank gate has $r(d + HK)$ weights
-# > where GDN's scalar gate has $dH$, and softmax attention has no gates or convs but learned positions.
-# > The paper compares at equal architecture, as we do.
+# > Note: the mixers differ in size: KDA's low-rank gate has $r(d + HK)$ weights where GDN's scalar gate
+# > has $dH$, and softmax attention has no gates or convs but learned positions. To compare at equal
+# > parameters (`cfg.match_params`), the smaller models get a wider MLP: `matched_mlp_hidden` adds
+# > $3d$ weights per layer per hidden unit until the counts agree to within one unit.
 
 # %%
 fig = make_subplots(rows=1, cols=2 * len(TASKS), subplot_titles=[f"{t}: accuracy vs length" for t in TASKS]

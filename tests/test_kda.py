@@ -204,11 +204,17 @@ def test_experiment_runs_and_models_share_a_shape():
     import dataclasses
 
     from labcore.bench import BENCHES
-    from labcore.kda.config import SMOKE, profile_config
+    from labcore.kda.config import CPU, GPU, SMOKE, profile_config
     from labcore.kda.experiment import TinyLM, run_task
     from labcore.runtime import resolve_profile
 
     assert "kda" in BENCHES, "labcore/bench/kda.py must be discoverable by `python -m labcore.bench kda`"
+    for prof_cfg in (SMOKE, CPU, GPU):  # equal parameters, as the issue asks
+        counts = {kind: TinyLM(kind, prof_cfg).num_params() for kind in ("kda", "gdn", "attn")}
+        unit = 3 * prof_cfg.d_model * prof_cfg.n_layer  # one MLP hidden unit in every layer
+        assert all(abs(n - counts["kda"]) <= unit / 2 for n in counts.values()), counts
+    unmatched = dataclasses.replace(SMOKE, match_params=False)
+    assert TinyLM("gdn", unmatched).num_params() < TinyLM("kda", unmatched).num_params() - unit
     assert profile_config("smoke") is SMOKE
     cfg = dataclasses.replace(SMOKE, steps=2, eval_every=1, eval_examples=4, batch_size=2, lengths=(16,))
     idx = torch.randint(0, cfg.vocab_size, (2, 16))

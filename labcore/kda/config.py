@@ -35,6 +35,7 @@ class KDAExpConfig:
     eval_examples: int = 128  # held-out sequences per length
     eval_every: int = 50  # steps between accuracy checks (the convergence curve)
     mixers: tuple[str, ...] = ("kda", "gdn")  # which mixers to compare
+    match_params: bool = True  # widen the MLPs of the smaller models to KDA's parameter count
     seed: int = 0  # data + init seed
 
     def __post_init__(self):

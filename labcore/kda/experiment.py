@@ -38,17 +38,21 @@ class Mixer(nn.Module):
 
 class TinyLM(nn.Module):
     """Embedding -> n_layer x (x + mixer(norm x); x + mlp(norm x)) -> norm -> head.
-    Softmax attention gets learned positions (it has no other sense of order); KDA/GDN need none."""
+    Softmax attention gets learned positions (it has no other sense of order); KDA/GDN need none.
+    With cfg.match_params every kind gets KDA's parameter count (to within one MLP unit per layer):
+    the mixers differ in gate size, so the smaller ones get a wider MLP."""
 
-    def __init__(self, kind: str, cfg: KDAExpConfig):
+    def __init__(self, kind: str, cfg: KDAExpConfig, mlp_hidden: int | None = None):
         super().__init__()
         if kind not in MIXERS:
             raise ValueError(f"kind must be one of {MIXERS}, got {kind!r}")
+        if mlp_hidden is None and cfg.match_params:
+            mlp_hidden = matched_mlp_hidden(kind, cfg)
         self.emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(max(cfg.lengths), cfg.d_model) if kind == "attn" else None
         self.norms = nn.ModuleList(RMSNorm(cfg.d_model) for _ in range(2 * cfg.n_layer))
         self.mixers = nn.ModuleList(Mixer(kind, cfg) for _ in range(cfg.n_layer))
-        self.mlps = nn.ModuleList(SwiGLU(cfg.d_model) for _ in range(cfg.n_layer))
+        self.mlps = nn.ModuleList(SwiGLU(cfg.d_model, mlp_hidden) for _ in range(cfg.n_layer))
         self.norm, self.head = RMSNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -62,6 +66,17 @@ class TinyLM(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def matched_mlp_hidden(kind: str, cfg: KDAExpConfig) -> int:
+    """SwiGLU width for `kind` that brings its TinyLM closest to KDA's parameter count: each hidden unit
+    adds 3 * d_model weights per layer (gate, up, down)."""
+    default = SwiGLU(cfg.d_model).up.out_features
+    gap = TinyLM("kda", cfg, default).num_params() - TinyLM(kind, cfg, default).num_params()
+    hidden = default + round(gap / (3 * cfg.d_model * cfg.n_layer))
+    if hidden < 1:
+        raise ValueError(f"cannot match {kind}'s parameters to KDA's with d_model={cfg.d_model}")
+    return hidden
 
 
 def make_batch(task: str, cfg: KDAExpConfig, seq_len: int, n: int, gen: torch.Generator):
