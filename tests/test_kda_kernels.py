@@ -39,7 +39,8 @@ def inputs(B, T, H, K, V, g_min=-3.0, h0=True):
 
 @pytest.mark.parametrize(("B", "T", "H", "K", "V", "h0"), [
     pytest.param(*c, id="B{}-T{}-H{}-K{}-V{}-h0{}".format(*c))
-    for c in [(1, 16, 1, 16, 16, False), (2, 37, 2, 16, 32, True), (1, 50, 1, 8, 24, True)]])
+    for c in [(1, 16, 1, 16, 16, False), (2, 37, 2, 16, 32, True), (1, 50, 1, 8, 24, True),
+              (1, 70, 3, 48, 96, True)]])  # K over two score blocks, V over two value blocks
 def test_chunk_kernel(B, T, H, K, V, h0):
     q, k, v, g, beta, S0 = inputs(B, T, H, K, V, h0=h0)
     o_ref, S_ref = recurrent_kda(q, k, v, g, beta, initial_state=S0, output_final_state=True)
@@ -54,6 +55,7 @@ def test_chunk_kernel_strong_decay_and_dispatch():
     o, none = chunk_kda(q, k, v, g, beta, initial_state=S0, backend="triton")
     assert none is None
     assert_close("o (g down to -20)", o_ref, o, TOL)
+    assert torch.isfinite(chunk_kda_triton(*inputs(1, 300, 1, 16, 16, g_min=-20.0, h0=False)[:5])[0]).all()
 
 
 def test_chunk_kernel_gradients():
