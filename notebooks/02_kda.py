@@ -243,6 +243,27 @@ for Ts in tqdm(cfg.speed_T, desc="timing"):
 print({Ts: f"chunk is {r:.1f}x faster" for Ts, r in speed.items()})
 
 # %% [markdown]
+# ### The same form in Triton
+# `kernels/kda_chunk.py` writes this chunkwise form as three GPU launches, split the way fla splits its
+# kernels so that only one of them is sequential: (1) every chunk's $A$, $A^{qk}$, $(I + A)^{-1}$, $W$, $U$
+# in parallel; (2) the state scan, one program per head walking the chunks; (3) every chunk's output in
+# parallel. On a GPU `chunk_kda(..., backend="auto")` runs it. On CPU it runs only in Triton's interpreter
+# (set `TRITON_INTERPRET=1` before triton is imported, as CI does), far slower than torch but the same
+# numbers, which is how the tests check it without a GPU.
+
+# %%
+from kernels import interpreting, triton_available
+
+if triton_available() and (torch.cuda.is_available() or interpreting()):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    o_tri, S_tri = chunk_kda(*(x.to(dev) for x in (q, k, v, g, beta)), output_final_state=True, backend="triton")
+    ok = [compare("triton o  vs recurrent", o_tri.cpu(), o_lab, atol=1e-4),
+          compare("triton S  vs recurrent", S_tri.cpu(), S_lab, atol=1e-4)]
+    assert all(ok), "the Triton kernel disagrees with the recurrent form"
+else:
+    print("Triton check skipped: no GPU and TRITON_INTERPRET is not 1")
+
+# %% [markdown]
 # ## 3. The gate and the layer
 #
 # The gate is Mamba-style: $g = -\exp(A_{\log}[h]) \cdot \mathrm{softplus}(f(x) + b_{dt})$, with
