@@ -58,7 +58,6 @@ def kda_chunk_prep_kernel(q, k, v, g, beta, qd, kt, dl, w, u, aqk, scale, T,
         tl.store(qd + p_buf, b_q * tl.exp(b_G), mask=m_k[None, :])  # padded rows store zeros
         tl.store(kt + p_buf, b_k * tl.exp(b_Gl[None, :] - b_G), mask=m_k[None, :])  # <= |k|
         tl.store(dl + (i_bh * NT + i_n) * K + o_k, tl.exp(b_Gl), mask=m_k)
-        tl.store(w + p_buf, b_k * tl.exp(b_G) * b_beta[:, None], mask=m_k[None, :])  # T applied below
     b_A = tl.where(m_strict, b_A, 0.0) * b_beta[:, None]
     tl.store(aqk + prow[:, None] * BT + o_t[None, :], b_Aqk)  # zero above the diagonal, as b_e
     # UT transform: X = (I + A)^-1 by forward substitution, X_i = e_i - sum_{j<i} A_ij X_j
@@ -68,11 +67,16 @@ def kda_chunk_prep_kernel(q, k, v, g, beta, qd, kt, dl, w, u, aqk, scale, T,
         b_a = tl.sum(tl.where(o_t[:, None] == i, b_A, 0.0), axis=0)  # row i of A, [BT]
         b_row = tl.sum(tl.where(o_t[:, None] == i, eye, 0.0), axis=0) - tl.sum(b_a[:, None] * b_X, axis=0)
         b_X = tl.where(o_t[:, None] == i, b_row[None, :], b_X)
-    for i_k in range(0, tl.cdiv(K, BK)):  # W = X diag(beta) (e^G K), in place
+    # W = X diag(beta) (e^G K): k and g are loaded again rather than read back from a buffer this program
+    # wrote, since a program's threads need not see each other's global stores without a barrier
+    for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
-        p_w = w + prow[:, None] * K + o_k[None, :]
-        b_w = tl.load(p_w, mask=(o_k < K)[None, :], other=0.0)
-        tl.store(p_w, tl.dot(b_X, b_w, input_precision="ieee"), mask=(o_k < K)[None, :])
+        m_k = o_k < K
+        m_tk = m_t[:, None] & m_k[None, :]
+        b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_G = tl.cumsum(tl.load(g + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32), 0)
+        b_w = tl.dot(b_X, b_k * tl.exp(b_G) * b_beta[:, None], input_precision="ieee")  # [BT, BK]
+        tl.store(w + prow[:, None] * K + o_k[None, :], b_w, mask=m_k[None, :])
     for i_v in range(0, tl.cdiv(V, BV)):  # U = X diag(beta) V
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
