@@ -224,5 +224,7 @@ def test_experiment_runs_and_models_share_a_shape():
     assert set(res["acc"]) == {16} and 0.0 <= res["acc"][16] <= 1.0 and len(res["curve"]) == 2
     with pytest.raises(ValueError, match="mixers"):
         dataclasses.replace(SMOKE, mixers=("mamba",))
+    with pytest.raises(ValueError, match="vocab_size must be >= 34"):  # MQAR at T=128 needs 16 keys
+        dataclasses.replace(SMOKE, lengths=(128,), vocab_size=32)
     with pytest.raises(ValueError, match="kind"):
         TinyLM("mamba", cfg)

@@ -46,6 +46,10 @@ class KDAExpConfig:
             raise ValueError(f"lengths must be non-empty and each >= 8, got {self.lengths}")
         if not 0 < self.kv_per_token <= 0.25:
             raise ValueError(f"kv_per_token must be in (0, 0.25], got {self.kv_per_token}")
+        max_kv = round(max(self.lengths) * self.kv_per_token)  # MQAR pairs at the longest length
+        if max_kv > self.vocab_size // 2 - 1:
+            raise ValueError(f"vocab_size must be >= {2 * max_kv + 2} so MQAR at T={max(self.lengths)} has "
+                             f"{max_kv} distinct keys, got {self.vocab_size}")
         if not 2 <= self.palindrome_vocab <= self.vocab_size:
             raise ValueError(f"palindrome_vocab must be in [2, vocab_size={self.vocab_size}], "
                              f"got {self.palindrome_vocab}")
@@ -58,7 +62,7 @@ SMOKE = KDAExpConfig(check_T=45, chunk_size=16, speed_T=(128,), d_model=32, head
                      eval_every=15)
 CPU = KDAExpConfig(chunk_size=16, vocab_size=128, lengths=(64, 128, 256), batch_size=16, steps=400,
                    eval_every=50, mixers=("kda", "gdn", "attn"), speed_T=(256, 512, 1024, 2048))
-GPU = KDAExpConfig(check_T=300, chunk_size=64, d_model=128, head_dim=64, vocab_size=256,
+GPU = KDAExpConfig(check_T=300, chunk_size=64, d_model=128, head_dim=64, vocab_size=512,
                    palindrome_vocab=32, lengths=(128, 256, 512, 1024), batch_size=64, steps=3000, lr=2e-3,
                    eval_examples=256, eval_every=250, mixers=("kda", "gdn", "attn"),
                    speed_T=(512, 1024, 2048, 4096))
