@@ -29,7 +29,7 @@
 # baseline; adaLN-Zero DiT (and DiT-DH in labcore); an FID-like score on a classifier trained here. Then
 # five experiments: reconstruction, width, shift, noise augmentation, and convergence vs the baseline.
 #
-# **Runtime.** smoke < 1 min (CI; numbers are noise) · cpu ≈ 10–15 min on a laptop · gpu a few minutes.
+# **Runtime.** smoke < 1 min (CI; numbers are noise) · cpu ≈ 8 min on 2 cores · gpu ≈ 10–20 min on one GPU.
 #
 # > The paper works on ImageNet 256² with DINOv2-B (86M params) and DiT-XL (675M). We use scikit-learn's
 # > 1797 digits upsampled to 16×16, a 3-block ViT encoder pre-trained here as a digit classifier
@@ -256,23 +256,25 @@ with torch.no_grad():
 # > in a $d$-dimensional subspace (plus a bias), while the target's noise part $\epsilon$ is isotropic,
 # > so at least $(n-d)/n$ of the per-element loss is unreachable.
 #
-# We overfit one normalised RAE latent ($n = 32$) with width $d =$ `cfg.narrow_width` and `cfg.dit_width`.
+# We overfit one normalised RAE latent ($n = 32$) with width $d =$ `cfg.narrow_width` (at the usual depth
+# and at twice the depth) and with $d =$ `cfg.dit_width`.
 
 # %%
 one = zn_train[:1].expand(cfg.batch, -1, -1).contiguous()
 one_y = y_train[:1].expand(cfg.batch)
 width_runs = {}
-for w in (cfg.narrow_width, cfg.dit_width):
-    _, r = ex.train_dit(one, one_y, cfg, width=w, steps=cfg.overfit_steps, seed=SEED, profile=prof,
-                        desc=f"overfit width {w}")
-    width_runs[w] = r
+for w, depth in [(cfg.narrow_width, cfg.dit_depth), (cfg.narrow_width, 2 * cfg.dit_depth), (cfg.dit_width, cfg.dit_depth)]:
+    _, r = ex.train_dit(one, one_y, cfg, width=w, depth=depth, steps=cfg.overfit_steps, seed=SEED, profile=prof,
+                        desc=f"overfit width {w} depth {depth}")
+    width_runs[(w, depth)] = r
 tok = zn_train.shape[-1]
 floor = (tok - cfg.narrow_width) / tok
-final = {w: sum(r.losses[-10:]) / len(r.losses[-10:]) for w, r in width_runs.items()}
-fig = go.Figure([go.Scatter(y=r.losses, name=f"width {w}") for w, r in width_runs.items()])
+final = {k: sum(r.losses[-10:]) / len(r.losses[-10:]) for k, r in width_runs.items()}  # mean of the last 10 steps
+fig = go.Figure([go.Scatter(y=r.losses, name=f"width {w}, depth {d}") for (w, d), r in width_runs.items()])
 fig.add_hline(y=floor, line_dash="dot", annotation_text=f"floor (n-d)/n = {floor:.2f} for d = {cfg.narrow_width}")
 fig.update_layout(title="single-image overfit: loss vs step", yaxis_type="log", xaxis_title="step", height=320)
-print({f"width {w}": round(v, 3) for w, v in final.items()})
+print({f"width {w} depth {d}": round(v, 3) for (w, d), v in final.items()})
+narrow, deep, wide = (cfg.narrow_width, cfg.dit_depth), (cfg.narrow_width, 2 * cfg.dit_depth), (cfg.dit_width, cfg.dit_depth)
 fig
 
 # %% [markdown]
@@ -280,13 +282,42 @@ fig
 # Three class-conditional DiTs with the same width, depth, steps and batch: on the RAE latent with and
 # without the shift, and on the plain-AE latent ($a = 1$ there: its dimension *is* the base). Every
 # `dit_steps / n_evals` steps we sample `n_samples` images (Euler, `sample_steps` steps) and score them
-# with the Fréchet distance on features of a separate CNN trained here on the digits (our "FID").
+# with the Fréchet distance on features of a separate CNN trained here on the digits (our "FID"), and
+# with that CNN's accuracy on the label each sample was conditioned on.
 # > FID uses Inception features and 50k samples; our numbers are comparable only to each other.
+#
+# The Fréchet distance between Gaussians fitted to two feature sets is
+# $\|\mu_1-\mu_2\|^2 + \mathrm{tr}\big(\Sigma_1+\Sigma_2-2(\Sigma_1\Sigma_2)^{1/2}\big)$. From scratch with
+# scipy's `sqrtm`, checked against labcore (which uses a symmetric eigendecomposition instead) and against
+# the closed form for diagonal covariances, $\|\mu_1-\mu_2\|^2+\sum_i(\sqrt{a_i}-\sqrt{b_i})^2$:
+
+# %%
+from scipy import linalg
+
+from labcore.rae.fid import frechet_distance
+
+
+def my_frechet(mu1, s1, mu2, s2):
+    covmean = linalg.sqrtm((s1 @ s2).numpy()).real       # (Σ1 Σ2)^{1/2}
+    return float(((mu1 - mu2) ** 2).sum() + torch.trace(s1 + s2) - 2 * covmean.trace())
+
+
+a, b = torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64), torch.tensor([4.0, 4.0, 1.0], dtype=torch.float64)
+mu1, mu2 = torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+closed = float(((mu1 - mu2) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum())  # = 10
+g = torch.Generator().manual_seed(0)
+A, Bm = torch.randn(8, 8, generator=g, dtype=torch.float64), torch.randn(8, 8, generator=g, dtype=torch.float64)
+S1, S2, m1, m2 = A @ A.T, Bm @ Bm.T, torch.randn(8, generator=g, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
+print(f"diagonal case: closed form {closed:.6f}")
+assert compare("FD vs closed form", torch.tensor(my_frechet(mu1, a.diag(), mu2, b.diag())), torch.tensor(closed), atol=1e-9)
+assert compare("FD vs labcore", torch.tensor(my_frechet(m1, S1, m2, S2)),
+               torch.tensor(frechet_distance(m1, S1, m2, S2)), atol=1e-6)
 
 # %%
 scorer = FIDScorer(load_fid_classifier().to(dev), x_val)
 fid_floor = scorer.score(x_train[:cfg.n_samples])  # real images vs real images: the best reachable
 print(f"FID of {cfg.n_samples} real training digits vs the val set (floor): {fid_floor:.2f}")
+decode_plain = lambda z: dec_clean(rae_stats.denormalize(z))  # noqa: E731  (for the noise-aug experiment)
 
 z_ae = encode_dataset(ae, x_train)
 ae_stats = LatentStats(*z_ae.shape[1:]).to(dev).fit(z_ae)
@@ -294,17 +325,24 @@ decode_rae = lambda z: dec_noise(rae_stats.denormalize(z))    # noqa: E731
 decode_ae = lambda z: ae.decode(ae_stats.denormalize(z))      # noqa: E731
 every = max(1, cfg.dit_steps // cfg.n_evals)
 runs = {}
-for name, zn, decode, shift in [("RAE latent + shift", zn_train, decode_rae, True),
-                                ("RAE latent, no shift", zn_train, decode_rae, False),
-                                ("plain-AE latent", ae_stats.normalize(z_ae), decode_ae, True)]:
+for name, zn, decode, shift, extra in [("RAE latent + shift", zn_train, decode_rae, True, {"plain": decode_plain}),
+                                       ("RAE latent, no shift", zn_train, decode_rae, False, None),
+                                       ("plain-AE latent", ae_stats.normalize(z_ae), decode_ae, True, None)]:
     model, r = ex.train_dit(zn, y_train, cfg, shift=shift, seed=SEED, profile=prof, desc=name,
-                            eval_fn=ex.fid_eval_fn(scorer, decode, cfg, shift), eval_every=every)
+                            eval_fn=ex.fid_eval_fn(scorer, decode, cfg, shift, extra), eval_every=every)
     runs[name] = (model, r, decode, shift)
     print(f"{name:22s} FID by step: {[(e['step'], round(e['fid'], 2)) for e in r.evals]}")
+    print(f"{'':22s} label accuracy: {[round(e['acc'], 3) for e in r.evals]}")
+# convergence speed as one number: the mean FID over the evals (area under the curve / run length)
+auc = {k: sum(e["fid"] for e in r.evals) / len(r.evals) for k, (_, r, _, _) in runs.items()}
+print("mean FID over the run:", {k: round(v, 2) for k, v in auc.items()})
 
 # %%
 fig = go.Figure([go.Scatter(x=[e["step"] for e in r.evals], y=[e["fid"] for e in r.evals], name=k, mode="lines+markers")
                  for k, (_, r, _, _) in runs.items()])
+r_shift = runs["RAE latent + shift"][1]
+fig.add_scatter(x=[e["step"] for e in r_shift.evals], y=[e["fid_plain"] for e in r_shift.evals], mode="lines+markers",
+                line_dash="dash", name="RAE latent + shift, plain decoder")
 fig.add_hline(y=fid_floor, line_dash="dot", annotation_text="real vs real")
 fig.update_layout(title=f"FID-like score vs DiT training step ({prof.name})", xaxis_title="step",
                   yaxis_title="Fréchet distance", height=340)
@@ -329,20 +367,24 @@ RAESamplerWidget(runs["RAE latent + shift"][0], decode_rae, steps=cfg.sample_ste
 
 # %% [markdown]
 # ## Experiment: noise-augmented decoding
-# Decode the *same* generated RAE latents with the noise-augmented decoder and with the plain one.
-# The paper: noise augmentation costs a little reconstruction (rFID 0.49 → 0.57) and buys generation
-# (gFID 4.81 → 4.28).
+# At every eval of the "RAE latent + shift" run above, the *same* generated latents were decoded by the
+# noise-augmented decoder and by the plain one (the dashed curve). Reconstruction FID decodes the
+# encoder's latents of the validation digits. The paper: noise augmentation costs a little
+# reconstruction (rFID 0.49 → 0.57) and buys generation (gFID 4.81 → 4.28).
 
 # %%
-model_rae = runs["RAE latent + shift"][0]
-z_gen, _ = ex.generate(model_rae, cfg.n_samples, cfg, shift=True, seed=2)
 with torch.no_grad():
-    gen_fid = {"noise-aug decoder": scorer.score(dec_noise(rae_stats.denormalize(z_gen))),
-               "plain decoder": scorer.score(dec_clean(rae_stats.denormalize(z_gen)))}
     rec_fid = {"noise-aug decoder": scorer.score(dec_noise(encoder.encode(x_val))),
-               "plain decoder": scorer.score(dec_clean(encoder.encode(x_val)))}
-for k in gen_fid:
-    print(f"{k:18s} recon FID {rec_fid[k]:7.2f} | generation FID {gen_fid[k]:7.2f}")
+               "plain decoder": scorer.score(dec_clean(encoder.encode(x_val))),
+               "plain AE": scorer.score(ae(x_val))}
+gen_curve = {"noise-aug decoder": [e["fid"] for e in r_shift.evals],
+             "plain decoder": [e["fid_plain"] for e in r_shift.evals]}
+gen_fid = {k: sum(v) / len(v) for k, v in gen_curve.items()}  # mean over the run's evals
+for k in rec_fid:
+    line = f"{k:18s} recon FID {rec_fid[k]:6.3f}"
+    if k in gen_curve:
+        line += f" | generation FID by eval {[round(v, 2) for v in gen_curve[k]]}, mean {gen_fid[k]:.2f}"
+    print(line)
 
 # %% [markdown]
 # ## Paper vs lab
@@ -350,28 +392,35 @@ for k in gen_fid:
 # %%
 last = {k: r.evals[-1]["fid"] for k, (_, r, _, _) in runs.items()}
 first = {k: r.evals[0]["fid"] for k, (_, r, _, _) in runs.items()}
-print(f"numbers from profile {prof.name}")
+step0 = r_shift.evals[0]["step"]
+RS, RN, AE = "RAE latent + shift", "RAE latent, no shift", "plain-AE latent"
+print(f"numbers from profile {prof.name}; FID curves: mean over {len(r_shift.evals)} evals (lower = faster), "
+      f"first eval at step {step0}, last at step {r_shift.evals[-1]['step']}")
 paper_vs_lab([
     Claim("RAE reconstructs as well as a compressed AE", "rFID 0.49 (DINOv2-B) vs 0.62 (SD-VAE)",
-          f"val L1 {recon['RAE (plain decoder)']:.3f} (RAE) vs {recon['plain AE (4 ch/token)']:.3f} (AE)",
-          recon["RAE (plain decoder)"] <= recon["plain AE (4 ch/token)"] * 1.1),
-    Claim("width < token dim cannot fit one image", "loss floor (Thm 1); width ≥ 768 fits",
-          f"final loss {final[cfg.narrow_width]:.3f} (d={cfg.narrow_width}, floor {floor:.2f}) vs "
-          f"{final[cfg.dit_width]:.3f} (d={cfg.dit_width})",
-          final[cfg.narrow_width] > final[cfg.dit_width]),
+          f"rFID {rec_fid['plain decoder']:.3f} (RAE) vs {rec_fid['plain AE']:.3f} (AE); val L1 "
+          f"{recon['RAE (plain decoder)']:.3f} vs {recon['plain AE (4 ch/token)']:.3f}",
+          rec_fid["plain decoder"] <= rec_fid["plain AE"]),
+    Claim("width < token dim cannot fit one image; depth does not fix it", "loss floor (Thm 1); width ≥ 768 fits",
+          f"final loss {final[narrow]:.3f} (d={cfg.narrow_width}), {final[deep]:.3f} (d={cfg.narrow_width}, "
+          f"2× depth), floor {floor:.2f}; {final[wide]:.3f} (d={cfg.dit_width})",
+          min(final[narrow], final[deep]) > floor > final[wide]),
     Claim("dimension-dependent shift helps", "gFID 23.08 → 4.81",
-          f"FID {last['RAE latent, no shift']:.2f} → {last['RAE latent + shift']:.2f}",
-          last["RAE latent + shift"] < last["RAE latent, no shift"]),
-    Claim("noise-augmented decoding: recon slightly worse, generation better",
-          "rFID 0.49 → 0.57, gFID 4.81 → 4.28",
-          f"recon FID {rec_fid['plain decoder']:.2f} → {rec_fid['noise-aug decoder']:.2f}, "
-          f"gen FID {gen_fid['plain decoder']:.2f} → {gen_fid['noise-aug decoder']:.2f}",
+          f"mean FID {auc[RN]:.2f} → {auc[RS]:.2f}; step {step0}: {first[RN]:.2f} → {first[RS]:.2f}; "
+          f"end: {last[RN]:.2f} → {last[RS]:.2f}",
+          auc[RS] < auc[RN]),
+    Claim("noise-augmented decoding: reconstruction slightly worse", "rFID 0.49 → 0.57",
+          f"rFID {rec_fid['plain decoder']:.3f} → {rec_fid['noise-aug decoder']:.3f}",
+          rec_fid["noise-aug decoder"] >= rec_fid["plain decoder"]),
+    Claim("noise-augmented decoding: generation better", "gFID 4.81 → 4.28",
+          f"mean FID {gen_fid['plain decoder']:.2f} → {gen_fid['noise-aug decoder']:.2f}; step {step0}: "
+          f"{gen_curve['plain decoder'][0]:.2f} → {gen_curve['noise-aug decoder'][0]:.2f}; end: "
+          f"{gen_curve['plain decoder'][-1]:.2f} → {gen_curve['noise-aug decoder'][-1]:.2f}",
           gen_fid["noise-aug decoder"] < gen_fid["plain decoder"]),
     Claim("diffusion in RAE latent converges faster than in a VAE latent", "47× faster than SiT-XL",
-          f"FID at step {runs['RAE latent + shift'][1].evals[0]['step']}: {first['RAE latent + shift']:.2f} (RAE) "
-          f"vs {first['plain-AE latent']:.2f} (AE); at the end {last['RAE latent + shift']:.2f} vs "
-          f"{last['plain-AE latent']:.2f}",
-          last["RAE latent + shift"] < last["plain-AE latent"]),
+          f"mean FID {auc[RS]:.2f} (RAE) vs {auc[AE]:.2f} (AE); step {step0}: {first[RS]:.2f} vs {first[AE]:.2f}; "
+          f"end: {last[RS]:.2f} vs {last[AE]:.2f}",
+          auc[RS] < auc[AE]),
     Claim("ImageNet 256 FID of DiT-DH-XL", "1.51 (no guidance), 1.13 (AutoGuidance)", "not measured (digits, 16×16)",
           None),
 ], prof.name, "05_rae")

@@ -196,6 +196,18 @@ def test_frechet_distance_known_gaussians():
         gaussian_stats(torch.zeros(1, 3))
 
 
+def test_fid_scorer_class_accuracy():
+    from labcore.rae.fid import FeatureClassifier, FIDScorer
+
+    torch.manual_seed(0)
+    sc = FIDScorer(FeatureClassifier(1, 3, 8).eval(), torch.rand(10, 1, 16, 16) * 2 - 1)
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    pred = sc.classifier(x).argmax(-1)
+    assert sc.class_accuracy(x, pred) == 1.0 and sc.class_accuracy(x, (pred + 1) % 3) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        sc.class_accuracy(x, pred[:5])
+
+
 # ---- data and artifacts ----------------------------------------------------------------------------
 
 def test_image_datasets():

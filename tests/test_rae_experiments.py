@@ -27,9 +27,12 @@ def test_pipeline_tiny():
     stats = LatentStats(*z.shape[1:]).fit(z)
     scorer = FIDScorer(FeatureClassifier(1, 3, 8).eval(), x)
     decode = lambda zz: dec(stats.denormalize(zz))  # noqa: E731
-    model, r = ex.train_dit(stats.normalize(z), y, CFG, eval_fn=ex.fid_eval_fn(scorer, decode, CFG, True),
-                            eval_every=2)
+    eval_fn = ex.fid_eval_fn(scorer, decode, CFG, True, extra={"twice": decode})
+    model, r = ex.train_dit(stats.normalize(z), y, CFG, depth=2, eval_fn=eval_fn, eval_every=2)
+    assert len(model.blocks) == 2
     assert [e["step"] for e in r.evals] == [2, 4] and all(e["fid"] >= 0 for e in r.evals)
+    # the extra decoder sees the very same latents, so the same decoder gives the same score
+    assert all(e["fid_twice"] == e["fid"] and 0 <= e["acc"] <= 1 for e in r.evals)
     zs, ys = ex.generate(model, 6, CFG, shift=False)
     assert zs.shape == (6, 16, 16) and ys.tolist() == [0, 1, 2, 0, 1, 2] and torch.isfinite(zs).all()
     fig = ex.image_grid(decode(zs), nrow=3)

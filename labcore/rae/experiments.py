@@ -70,16 +70,18 @@ def recon_l1(encode: Callable, decode: Callable, x: torch.Tensor, batch: int = 2
 
 
 def train_dit(z: torch.Tensor, y: torch.Tensor, cfg: RAEConfig, *, width: int | None = None,
-              shift: bool = True, steps: int | None = None, seed: int = 0, profile: Profile | None = None,
+              depth: int | None = None, shift: bool = True, steps: int | None = None, seed: int = 0,
+              profile: Profile | None = None,
               eval_fn: Callable[[nn.Module], dict[str, float]] | None = None, eval_every: int = 0,
               desc: str = "DiT") -> tuple[DiT, TrainResult]:
     """Class-conditional DiT by flow matching on normalised latents z [N, T, C] with labels y [N].
 
-    shift=True uses the dimension-dependent shift with m = T * C and n = cfg.base_dim.
+    shift=True uses the dimension-dependent shift with m = T * C and n = cfg.base_dim; width and depth
+    default to cfg.dit_width and cfg.dit_depth.
     """
     torch.manual_seed(seed)
     T, C = z.shape[1:]
-    model = DiT(C, T, width or cfg.dit_width, cfg.dit_depth, 4, int(y.max()) + 1).to(z.device)
+    model = DiT(C, T, width or cfg.dit_width, depth or cfg.dit_depth, 4, int(y.max()) + 1).to(z.device)
     dims = dict(latent_dim=T * C, base_dim=cfg.base_dim) if shift else {}
     n_cls = model.num_classes
 
@@ -112,11 +114,21 @@ def generate(model: DiT, n: int, cfg: RAEConfig, *, shift: bool = True, seed: in
 
 
 def fid_eval_fn(scorer: FIDScorer, decode: Callable[[torch.Tensor], torch.Tensor], cfg: RAEConfig,
-                shift: bool) -> Callable[[nn.Module], dict[str, float]]:
-    """An eval hook for `train`: sample cfg.n_samples latents, decode, score against the reference."""
+                shift: bool, extra: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                ) -> Callable[[nn.Module], dict[str, float]]:
+    """An eval hook for `train`: sample cfg.n_samples latents, decode, score against the reference.
+
+    Returns {"fid", "acc"} (acc: the scorer's classifier agrees with the sampled label), plus
+    "fid_<name>" for each decoder in `extra`, applied to the same latents (e.g. a second decoder).
+    """
     def eval_fn(model: nn.Module) -> dict[str, float]:
-        z, _ = generate(model, cfg.n_samples, cfg, shift=shift)
-        return {"fid": scorer.score(decode(z).cpu())}
+        z, y = generate(model, cfg.n_samples, cfg, shift=shift)
+        with torch.no_grad():
+            x = decode(z)
+            out = {"fid": scorer.score(x), "acc": scorer.class_accuracy(x, y)}
+            for name, dec in (extra or {}).items():
+                out[f"fid_{name}"] = scorer.score(dec(z))
+        return out
     return eval_fn
 
 

@@ -80,6 +80,7 @@ def classifier_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, fl
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+    """Top-1 accuracy of a classifier on (x [N, C, H, W], y [N]), in batches."""
     model.eval()
     correct = sum(int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
                   for i in range(0, len(x), batch))
@@ -119,5 +120,14 @@ class FIDScorer:
         return torch.cat([self.classifier.features(x[i:i + self.batch].to(dev)).cpu()
                           for i in range(0, x.shape[0], self.batch)])
 
+    @torch.no_grad()
+    def class_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Fraction of images x [N, C, H, W] the classifier assigns to their intended label y [N]."""
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+        dev = next(self.classifier.parameters()).device
+        return accuracy(self.classifier, x.clamp(-1, 1).to(dev), y.to(dev), self.batch)
+
     def score(self, x_gen: torch.Tensor) -> float:
+        """Fréchet distance of x_gen [N, C, H, W] in [-1, 1] to the reference images' features."""
         return frechet_distance(*gaussian_stats(self.features(x_gen.clamp(-1, 1))), self.mu, self.sigma)
