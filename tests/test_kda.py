@@ -213,6 +213,11 @@ def test_experiment_runs_and_models_share_a_shape():
         counts = {kind: TinyLM(kind, prof_cfg).num_params() for kind in ("kda", "gdn", "attn")}
         unit = 3 * prof_cfg.d_model * prof_cfg.n_layer  # one MLP hidden unit in every layer
         assert all(abs(n - counts["kda"]) <= unit / 2 for n in counts.values()), counts
+    torch.manual_seed(0)
+    matched = TinyLM("kda", SMOKE)
+    torch.manual_seed(0)
+    assert torch.equal(matched.emb.weight, TinyLM("kda", dataclasses.replace(SMOKE, match_params=False)).emb.weight), \
+        "matching parameter counts must not draw from the RNG that initialises the model"
     unmatched = dataclasses.replace(SMOKE, match_params=False)
     assert TinyLM("gdn", unmatched).num_params() < TinyLM("kda", unmatched).num_params() - unit
     assert profile_config("smoke") is SMOKE
@@ -228,3 +233,25 @@ def test_experiment_runs_and_models_share_a_shape():
         dataclasses.replace(SMOKE, lengths=(128,), vocab_size=32)
     with pytest.raises(ValueError, match="kind"):
         TinyLM("mamba", cfg)
+
+
+def test_run_seeds_averages_and_spans_the_seeds():
+    import dataclasses
+
+    from labcore.kda.config import SMOKE
+    from labcore.kda.experiment import run_seeds
+    from labcore.runtime import resolve_profile
+
+    cfg = dataclasses.replace(SMOKE, steps=3, eval_every=3, eval_examples=8, batch_size=4, lengths=(16, 24),
+                              seeds=(0, 1))
+    res = run_seeds("palindrome", "gdn", cfg, resolve_profile("smoke"), progress=False)
+    assert len(res["runs"]) == 2
+    for T in cfg.lengths:
+        accs = [r["acc"][T] for r in res["runs"]]
+        assert res["acc_range"][T] == (min(accs), max(accs))
+        assert abs(res["acc"][T] - sum(accs) / 2) < 1e-12
+    first = [p for p in res["runs"][0]["model"].parameters()][0]
+    second = [p for p in res["runs"][1]["model"].parameters()][0]
+    assert not torch.equal(first, second), "each seed must give its own init"
+    with pytest.raises(ValueError, match="seeds must be"):
+        dataclasses.replace(SMOKE, seeds=(1, 1))

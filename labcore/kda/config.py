@@ -36,7 +36,9 @@ class KDAExpConfig:
     eval_every: int = 50  # steps between accuracy checks (the convergence curve)
     mixers: tuple[str, ...] = ("kda", "gdn")  # which mixers to compare
     match_params: bool = True  # widen the MLPs of the smaller models to KDA's parameter count
-    seed: int = 0  # data + init seed
+    seed: int = 0  # data + init seed of one run
+    seeds: tuple[int, ...] = (0,)  # the experiment repeats each run once per seed: at toy scale one seed's
+    # init decides a KDA-vs-GDN gap as often as the mixer does
 
     def __post_init__(self):
         bad = [m for m in self.mixers if m not in MIXERS]
@@ -53,6 +55,8 @@ class KDAExpConfig:
         if not 2 <= self.palindrome_vocab <= self.vocab_size:
             raise ValueError(f"palindrome_vocab must be in [2, vocab_size={self.vocab_size}], "
                              f"got {self.palindrome_vocab}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be non-empty and distinct, got {self.seeds}")
         if self.steps < 1 or self.eval_every < 1:
             raise ValueError(f"steps and eval_every must be >= 1, got {self.steps}, {self.eval_every}")
 
@@ -61,11 +65,11 @@ SMOKE = KDAExpConfig(check_T=45, chunk_size=16, speed_T=(128,), d_model=32, head
                      palindrome_vocab=8, lengths=(32, 64), batch_size=16, steps=30, lr=3e-3, eval_examples=32,
                      eval_every=15)
 CPU = KDAExpConfig(chunk_size=16, vocab_size=128, lengths=(64, 128, 256), batch_size=16, steps=400,
-                   eval_every=50, mixers=("kda", "gdn", "attn"), speed_T=(256, 512, 1024, 2048))
+                   eval_every=50, mixers=("kda", "gdn", "attn"), speed_T=(256, 512, 1024, 2048), seeds=(0, 1))
 GPU = KDAExpConfig(check_T=300, chunk_size=64, d_model=128, head_dim=64, vocab_size=512,
                    palindrome_vocab=32, lengths=(128, 256, 512, 1024), batch_size=64, steps=3000, lr=2e-3,
                    eval_examples=256, eval_every=250, mixers=("kda", "gdn", "attn"),
-                   speed_T=(512, 1024, 2048, 4096))
+                   speed_T=(512, 1024, 2048, 4096), seeds=(0, 1, 2))
 
 
 def profile_config(prof: Profile | str) -> KDAExpConfig:

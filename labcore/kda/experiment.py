@@ -5,6 +5,8 @@ Used in notebooks/02_kda.ipynb, section "Experiment" (mirrors the paper's Fig. 4
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,8 +73,10 @@ class TinyLM(nn.Module):
 def matched_mlp_hidden(kind: str, cfg: KDAExpConfig) -> int:
     """SwiGLU width for `kind` that brings its TinyLM closest to KDA's parameter count: each hidden unit
     adds 3 * d_model weights per layer (gate, up, down)."""
-    default = SwiGLU(cfg.d_model).up.out_features
-    gap = TinyLM("kda", cfg, default).num_params() - TinyLM(kind, cfg, default).num_params()
+    # counts only: no memory, and the global RNG that initialises the real model is left as it was
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        default = SwiGLU(cfg.d_model).up.out_features
+        gap = TinyLM("kda", cfg, default).num_params() - TinyLM(kind, cfg, default).num_params()
     hidden = default + round(gap / (3 * cfg.d_model * cfg.n_layer))
     if hidden < 1:
         raise ValueError(f"cannot match {kind}'s parameters to KDA's with d_model={cfg.d_model}")
@@ -130,3 +134,16 @@ def run_task(task: str, kind: str, cfg: KDAExpConfig, prof: Profile, progress: b
             "curve": [(r["step"], r["acc"]) for r in res.evals],
             "params": model.num_params(), "seconds": res.seconds, "loss": res.losses,
             "model": model.eval()}
+
+
+def run_seeds(task: str, kind: str, cfg: KDAExpConfig, prof: Profile, progress: bool = True) -> dict:
+    """`run_task` once per seed in cfg.seeds (each seed sets the init and the training batches; the held-out
+    sets stay the same). Returns run_task's keys averaged over seeds ("acc", "curve"), plus
+    "acc_range": {T: (min, max) over seeds}, "runs": each seed's result; "model" is the first seed's."""
+    runs = [run_task(task, kind, dataclasses.replace(cfg, seed=s), prof, progress) for s in cfg.seeds]
+    accs = {T: [r["acc"][T] for r in runs] for T in cfg.lengths}
+    curve = [(step, sum(r["curve"][i][1] for r in runs) / len(runs)) for i, (step, _) in enumerate(runs[0]["curve"])]
+    return {"acc": {T: sum(a) / len(a) for T, a in accs.items()},
+            "acc_range": {T: (min(a), max(a)) for T, a in accs.items()},
+            "curve": curve, "params": runs[0]["params"], "seconds": sum(r["seconds"] for r in runs),
+            "model": runs[0]["model"], "runs": runs}
