@@ -141,7 +141,8 @@ z_train = encode_dataset(encoder, x_train)               # [N, 16, 32]
 rae_stats = LatentStats(*z_train.shape[1:]).to(dev).fit(z_train)
 zn_train = rae_stats.normalize(z_train)
 print(f"RAE latent: {z_train.shape[1]} tokens × {z_train.shape[2]} = {z_train[0].numel()} numbers per image "
-      f"(pixels: {x_train[0].numel()})")
+      f"(pixels: {x_train[0].numel()}); mean per-(token, channel) std over the dataset "
+      f"{float(rae_stats.std.mean()):.2f}")
 
 # %% [markdown]
 # ## The decoder, noise-augmented
@@ -154,6 +155,9 @@ print(f"RAE latent: {z_train.shape[1]} tokens × {z_train.shape[2]} = {z_train[0
 # added to the raw encoder output, so the decoder tolerates the slightly-off latents a diffusion model
 # produces. We draw $\sigma = \tau\,U(0,1)$, $\tau = 0.8$ (the official code); the paper's text says
 # $\sigma\sim|\mathcal N(0,\tau^2)|$ (`sigma_dist="half_normal"`).
+#
+# > At our scale the noise is large: σ up to 0.8 against the latent's per-(token, channel) spread over
+# > the dataset printed above (≈ 0.5), so expect the noise-augmented decoder to reconstruct blurrier.
 #
 # The baseline is a plain autoencoder trained end to end with L1, squeezing each token to 4 numbers
 # (the SD-VAE role), same decoder size and steps: **equal compute**.
@@ -388,8 +392,24 @@ for k in rec_fid:
 
 # %% [markdown]
 # ## Paper vs lab
+# A FID comparison counts as a trend only when the mean FID over the run improves by more than
+# `MARGIN` (5%, relative): one seed and a few hundred samples make smaller gaps indistinguishable from
+# sampling noise (compare the real-vs-real floor above).
+#
+# > Why the RAE latent does not converge faster here (at the cpu size): our "images" are 8×8 digits
+# > upsampled, so the AE's 64 numbers per image already hold essentially all of their information, and a
+# > low-dimensional latent is easier to model; the RAE latent has 512 numbers. The paper's advantage comes
+# > from DINOv2's semantic structure at ImageNet scale, against a 4096-number SD-VAE latent of 256² photos.
 
 # %%
+MARGIN = 0.05
+
+
+def better(a, b):
+    """a beats b by more than MARGIN (lower FID is better)."""
+    return a < (1 - MARGIN) * b
+
+
 last = {k: r.evals[-1]["fid"] for k, (_, r, _, _) in runs.items()}
 first = {k: r.evals[0]["fid"] for k, (_, r, _, _) in runs.items()}
 step0 = r_shift.evals[0]["step"]
@@ -408,7 +428,7 @@ paper_vs_lab([
     Claim("dimension-dependent shift helps", "gFID 23.08 → 4.81",
           f"mean FID {auc[RN]:.2f} → {auc[RS]:.2f}; step {step0}: {first[RN]:.2f} → {first[RS]:.2f}; "
           f"end: {last[RN]:.2f} → {last[RS]:.2f}",
-          auc[RS] < auc[RN]),
+          better(auc[RS], auc[RN])),
     Claim("noise-augmented decoding: reconstruction slightly worse", "rFID 0.49 → 0.57",
           f"rFID {rec_fid['plain decoder']:.3f} → {rec_fid['noise-aug decoder']:.3f}",
           rec_fid["noise-aug decoder"] >= rec_fid["plain decoder"]),
@@ -416,11 +436,11 @@ paper_vs_lab([
           f"mean FID {gen_fid['plain decoder']:.2f} → {gen_fid['noise-aug decoder']:.2f}; step {step0}: "
           f"{gen_curve['plain decoder'][0]:.2f} → {gen_curve['noise-aug decoder'][0]:.2f}; end: "
           f"{gen_curve['plain decoder'][-1]:.2f} → {gen_curve['noise-aug decoder'][-1]:.2f}",
-          gen_fid["noise-aug decoder"] < gen_fid["plain decoder"]),
+          better(gen_fid["noise-aug decoder"], gen_fid["plain decoder"])),
     Claim("diffusion in RAE latent converges faster than in a VAE latent", "47× faster than SiT-XL",
           f"mean FID {auc[RS]:.2f} (RAE) vs {auc[AE]:.2f} (AE); step {step0}: {first[RS]:.2f} vs {first[AE]:.2f}; "
           f"end: {last[RS]:.2f} vs {last[AE]:.2f}",
-          auc[RS] < auc[AE]),
+          better(auc[RS], auc[AE])),
     Claim("ImageNet 256 FID of DiT-DH-XL", "1.51 (no guidance), 1.13 (AutoGuidance)", "not measured (digits, 16×16)",
           None),
 ], prof.name, "05_rae")
