@@ -203,14 +203,18 @@ def test_loss_and_gradients():
     loss, metrics = thinkmorph_loss(model, batch)
     loss.backward()
     assert torch.isfinite(loss) and metrics["flow"] > 0 and metrics["ce"] > 0
-    for name in ("flow_head.3.weight", "lm_head.weight", "patch_in.weight", "time_emb.mlp.0.weight"):
+    # lm_head is tied to tok_emb (one parameter, listed under tok_emb)
+    assert model.lm_head.weight is model.tok_emb.weight
+    for name in ("flow_head.3.weight", "tok_emb.weight", "patch_in.weight", "time_emb.mlp.0.weight",
+                 "col_rot.weight", "cond_in.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, f"{name} gets no gradient"
     # the flow term is the MSE between the head's velocity at noisy slots and eps - x (independent recompute)
     noisy = batch["kind"] == NOISY
     x, eps, t = batch["patches"][noisy], batch["eps"], batch["t"][:, None]
     _, h = model(batch, (1 - t) * x + t * eps, batch["t"])
-    ref = (model.flow_head(h[noisy]) - (eps - x)).pow(2).mean()
+    x_hat = model.flow_head(h[noisy])  # x-prediction: v = (x_t - x_hat) / t
+    ref = (((1 - t) * x + t * eps - x_hat) / t.clamp_min(0.05) - (eps - x)).pow(2).mean()
     assert_close("flow", ref, torch.tensor(metrics["flow"]), 1e-5)  # same fp32 math, reordered
     # text-only arm: no flow term, no gradient into the flow head
     model.zero_grad()
@@ -241,7 +245,7 @@ def test_cache_matches_full_forward(name, size, arm):
     x_t = torch.randn(N, 3 * CELL * CELL)
     _, h = model(batch, x_t, batch["t"])
     _, vel = stepwise(model, trace, x_t, batch["t"])
-    assert_close("velocity", model.flow_head(h[noisy]), vel, 1e-5)
+    assert_close("velocity", model.velocity(h[noisy], x_t, batch["t"]), vel, 1e-5)
 
 
 class Scripted(torch.nn.Module):

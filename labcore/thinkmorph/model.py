@@ -31,7 +31,7 @@ from torch import nn
 from labcore.nn import RMSNorm, SwiGLU
 from labcore.nn.gpt import init_gpt_weights
 from labcore.nn.vision import TimestepEmbedder, patchify, sincos_pos_embed_2d, timestep_embedding, unpatchify
-from labcore.rae.flow import euler_sample, flow_matching_loss, sample_t
+from labcore.rae.flow import euler_sample, flow_matching_loss, sample_t, shift_timesteps
 from labcore.runtime import Profile
 from labcore.thinkmorph.tasks import CELL, make_task
 from labcore.thinkmorph.traces import (
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 TEXT, CLEAN, NOISY = 0, 1, 2  # token kinds
 MAX_GRID = 16  # largest image side in patches the 2-D position table covers
 IGNORE = -100  # cross-entropy ignore index
+T_MIN = 0.05  # v = (x_t - x_hat) / t is cut off below this time (the 1/t would amplify errors)
+NUMBER0 = TOKEN_ID["0"]  # the number words "0", "1", ... have consecutive ids
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class ModelConfig:
     max_len: int = 384  # longest sequence (positions are fixed sinusoids; bounds the KV cache)
     flow_steps: int = 8  # Euler steps when drawing an image
     flow_weight: float = 1.0  # flow-matching loss weight (paper: 1:1 with text CE)
+    time_shift: float = 1.0  # a in t' = a t / (1 + (a - 1) t) for training times and the sampler grid (1 = none)
     vocab_size: int = len(VOCAB)  # the trace vocabulary
 
     def __post_init__(self):
@@ -81,6 +84,8 @@ class ModelConfig:
             raise ValueError(f"d_model must be a multiple of 4 (2-D sin-cos positions), got {self.d_model}")
         if self.flow_weight < 0:
             raise ValueError(f"flow_weight must be >= 0, got {self.flow_weight}")
+        if self.time_shift < 1:
+            raise ValueError(f"time_shift must be >= 1, got {self.time_shift}")
 
     @property
     def patch_dim(self) -> int:
@@ -101,6 +106,17 @@ def patches_to_image(patches: torch.Tensor, side: int, patch: int = CELL) -> np.
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
 
 
+def _shift_dims(a: float) -> tuple[float, float]:
+    """labcore.rae.flow's shift is a = sqrt(latent_dim / base_dim): pass (a^2, 1)."""
+    return a * a, 1.0
+
+
+def edit_source(problem: torch.Tensor, n: int) -> torch.Tensor:
+    """What a drawn image of n patches is conditioned on, patch by patch: the problem image [N, pd] when
+    the shapes match (the visual thought is an edit of it, as in image-editing models), else zeros."""
+    return problem if problem.shape[0] == n else torch.zeros(n, problem.shape[1])
+
+
 # ---- packing traces into one sequence --------------------------------------------------------------
 
 @dataclass
@@ -116,6 +132,7 @@ class Packed:
     target: list[int] = field(default_factory=list)  # next-token target or IGNORE
     patches: list[torch.Tensor] = field(default_factory=list)  # [N, pd] per image block, in order
     image_of: list[int] = field(default_factory=list)  # index of the generated image (-1 otherwise)
+    cond: list[torch.Tensor] = field(default_factory=list)  # [N, pd] per noisy block: the problem image
 
 
 def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
@@ -140,12 +157,16 @@ def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
             continue
         x = image_to_patches(seg.pixels, patch)  # [N, pd]
         side = seg.pixels.shape[1] // patch
+        if not p.patches:
+            problem = x  # the first image of a trace is the problem
         start = p.pos[-1] + 1 if p.pos else 0
         for kind in ([NOISY, CLEAN] if (train and seg.generated) else [CLEAN]):
             gid = len(p.group) + 1  # positive and unique per block
             for i in range(x.shape[0]):
                 put(PAD, kind, start + i, i // side, i % side, gid, n_gen if kind == NOISY else -1, False)
             p.patches.append(x)
+            if kind == NOISY:
+                p.cond.append(edit_source(problem, x.shape[0]))
         n_gen += int(train and seg.generated)
     # position q predicts token q+1 when that token is trained text (not the forced <image_end>)
     p.target = [p.tokens[q + 1] if trained[q + 1] and p.tokens[q + 1] != IMAGE_END else IGNORE
@@ -174,9 +195,10 @@ def attention_mask_naive(kind: list[int], group: list[int]) -> torch.Tensor:
 
 
 def collate(packs: list[Packed], generator: torch.Generator | None = None,
-            device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+            device: str | torch.device = "cpu", time_shift: float = 1.0) -> dict[str, torch.Tensor]:
     """Pad to the longest trace; draw flow-matching times (t = sigmoid(N(0, 1)), one per generated
-    image) and noise here, so a batch is a pure function of the generator (exact resume)."""
+    image, shifted by time_shift) and noise here, so a batch is a pure function of the generator
+    (exact resume)."""
     T = max(len(p.tokens) for p in packs)
     B = len(packs)
 
@@ -206,7 +228,11 @@ def collate(packs: list[Packed], generator: torch.Generator | None = None,
         image_base += max(n_img, 0)
     batch["patches"] = patches
     noisy = batch["kind"] == NOISY
+    conds = [c for p in packs for c in p.cond]
+    batch["cond"] = torch.cat(conds) if conds else torch.zeros(0, pd)  # [P, pd], like x_t
     t_img = sample_t(image_base, generator, "logit_normal")  # [n_images]
+    if time_shift != 1.0:
+        t_img = shift_timesteps(t_img, *_shift_dims(time_shift))
     batch["t"] = t_img[batch["image_of"][noisy]] if image_base else torch.zeros(0)  # [P] one per patch
     batch["eps"] = torch.randn(int(noisy.sum()), pd, generator=generator)  # [P, pd]
     return {k: v.to(device) for k, v in batch.items()}
@@ -267,22 +293,38 @@ class InterleavedTransformer(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, d)
         self.patch_in = nn.Linear(cfg.patch_dim, d)  # RGB patch -> token (linear embedding)
         self.noisy_emb = nn.Parameter(torch.zeros(d))  # marks noisy slots
+        self.cond_in = nn.Linear(cfg.patch_dim, d)  # the problem patch under a noisy slot
         self.time_emb = TimestepEmbedder(d)  # flow time t of noisy slots
         # fixed sinusoids (they extend to unseen lengths and grid sizes) through learned projections
         self.pos_proj = nn.Linear(d, d, bias=False)
         self.grid_proj = nn.Linear(d, d, bias=False)
         self.register_buffer("grid_table", sincos_pos_embed_2d(d, MAX_GRID), persistent=False)
+        # a patch also carries the embeddings of the number words naming its row and column (the column's
+        # through a rotation, so (r, c) and (c, r) differ): reading "start 2 3" off the image, or finding
+        # the cell a thought names, becomes matching equal vectors instead of learning a code book
+        self.col_rot = nn.Linear(d, d, bias=False)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(d)
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.flow_head = nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, cfg.patch_dim))
         init_gpt_weights(self, cfg.n_layer)
+        nn.init.orthogonal_(self.col_rot.weight)
+        self.lm_head.weight = self.tok_emb.weight  # tied: a number word read off a patch is the word written
+
+    def velocity(self, h: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Hidden states h [P, d] of noisy slots, their inputs x_t [P, pd] and times t [P] -> velocity
+        [P, pd]. The head predicts the clean patch x_hat and v = (x_t - x_hat) / t (x-prediction, as in
+        JiT, Li & He 2025): near t = 1 a velocity head would have to copy the noise through the whole
+        network, while x_hat is what the context determines. The loss stays flow matching on v."""
+        return (x_t - self.flow_head(h)) / t.clamp_min(T_MIN)[:, None]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def embed(self, tokens, kind, pos, row, col, patches, t=None) -> torch.Tensor:
-        """Inputs [B, T] (patches [B, T, pd]; t [P] for the NOISY slots in row-major order) -> [B, T, d]."""
+    def embed(self, tokens, kind, pos, row, col, patches, t=None, cond=None) -> torch.Tensor:
+        """Inputs [B, T] (patches [B, T, pd]; t [P] and cond [P, pd] for the NOISY slots in row-major
+        order) -> [B, T, d]. A noisy slot also embeds cond, the problem patch at its cell, so drawing
+        the visual thought means learning what to change, not how to copy the whole grid."""
         B, T = tokens.shape
         d = self.cfg.d_model
         if int(pos.max()) >= self.cfg.max_len:
@@ -291,12 +333,15 @@ class InterleavedTransformer(nn.Module):
             raise ValueError(f"image grids must be at most {MAX_GRID} patches a side")
         text = self.tok_emb(tokens)  # [B, T, d]
         grid = self.grid_table[row * MAX_GRID + col]  # [B, T, d]
-        image = self.patch_in(patches) + self.grid_proj(grid)
+        coords = self.tok_emb(NUMBER0 + row) + self.col_rot(self.tok_emb(NUMBER0 + col))
+        image = self.patch_in(patches) + self.grid_proj(grid) + coords
         x = torch.where((kind == TEXT)[..., None], text, image)
         noisy = kind == NOISY
         if t is not None and t.numel():
             x = x.clone()
             x[noisy] = x[noisy] + self.noisy_emb + self.time_emb(t)
+            if cond is not None:
+                x[noisy] = x[noisy] + self.cond_in(cond)
         x = x + self.pos_proj(timestep_embedding(pos.reshape(-1).float(), d).view(B, T, d))
         return x
 
@@ -310,7 +355,7 @@ class InterleavedTransformer(nn.Module):
             patches = patches.clone()
             patches[noisy] = x_t.to(patches.dtype)
         x = self.embed(batch["tokens"], batch["kind"], batch["pos"], batch["row"], batch["col"], patches,
-                       batch["t"] if t is None else t)
+                       batch["t"] if t is None else t, batch.get("cond"))
         mask = attention_mask(batch["kind"], batch["group"])
         for block in self.blocks:
             x, _ = block(x, mask)
@@ -353,7 +398,7 @@ def thinkmorph_loss(model: InterleavedTransformer, batch: dict[str, torch.Tensor
     def velocity(x_t, t, cond):
         logits, h = model(batch, x_t, t)
         out["logits"] = logits
-        return core.flow_head(h[noisy])  # [P, pd]
+        return core.velocity(h[noisy], x_t, t)  # [P, pd]
 
     if noisy.any():
         flow = flow_matching_loss(velocity, batch["patches"][noisy], t=batch["t"], eps=batch["eps"])
@@ -383,7 +428,7 @@ def make_batch_fn(arm: str, cfg: ThinkMorphConfig, device: str | torch.device = 
             size = sizes[int(torch.randint(len(sizes), (1,), generator=g))]
             seed = int(torch.randint(TRAIN_SEEDS, (1,), generator=g))
             traces.append(pack(make_trace(make_task(name, size, seed), arm), cfg.model.patch))
-        return collate(traces, g, device)
+        return collate(traces, g, device, cfg.model.time_shift)
     return batch_fn
 
 
@@ -408,8 +453,10 @@ def _text_inputs(model, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor
     return model.embed(tokens, z, pos, z, z, torch.zeros(*tokens.shape, pd, device=tokens.device))
 
 
-def _image_inputs(model, x: torch.Tensor, side: int, start: torch.Tensor, t: torch.Tensor | None):
-    """Embed image patches x [b, N, pd] starting at positions start [b]; noisy when t [b] is given."""
+def _image_inputs(model, x: torch.Tensor, side: int, start: torch.Tensor, t: torch.Tensor | None,
+                  cond: torch.Tensor | None = None):
+    """Embed image patches x [b, N, pd] starting at positions start [b]; noisy when t [b] is given
+    (then cond [b, N, pd] is the problem image under it)."""
     b, N, _ = x.shape
     dev = x.device
     i = torch.arange(N, device=dev)
@@ -418,24 +465,26 @@ def _image_inputs(model, x: torch.Tensor, side: int, start: torch.Tensor, t: tor
     kind = torch.full((b, N), NOISY if t is not None else CLEAN, device=dev)
     tok = torch.full((b, N), PAD, device=dev)
     t_slots = None if t is None else t[:, None].expand(b, N).reshape(-1)  # [b * N]
-    return model.embed(tok, kind, pos, row, col, x, t_slots)
+    return model.embed(tok, kind, pos, row, col, x, t_slots, None if cond is None else cond.reshape(b * N, -1))
 
 
 def draw_image(model: InterleavedTransformer, cache: KVCache, rows: torch.Tensor, side: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
     """Image mode: integrate the velocity field over a side x side block from noise (t = 1) to data
-    (t = 0); the noisy block reads each row's cached prefix and itself, and is not written to the cache.
-    Returns patches [m, N, pd] in [-1, 1]."""
+    (t = 0); the noisy block reads each row's cached prefix and itself (and cond [m, N, pd], the problem
+    image, patch by patch), and is not written to the cache. Returns patches [m, N, pd] in [-1, 1]."""
     N, dev = side * side, cache.len.device
     start = cache.len[rows].clone()
     full = torch.ones(N, N, dtype=torch.bool, device=dev)
 
-    def velocity(x_t, t, cond):
-        h = model.extend(cache, rows, _image_inputs(model, x_t, side, start, t), full, write=False)
-        return model.flow_head(h)
+    def velocity(x_t, t, _):  # the sampler's cond slot is unused: the problem image comes from `cond`
+        h = model.extend(cache, rows, _image_inputs(model, x_t, side, start, t, cond), full, write=False)
+        b, N, pd = x_t.shape
+        return model.velocity(h.reshape(b * N, -1), x_t.reshape(b * N, pd), t.repeat_interleave(N)).view(b, N, pd)
 
     noise = torch.randn(len(rows), N, model.cfg.patch_dim, generator=generator).to(dev)
-    return euler_sample(velocity, noise, model.cfg.flow_steps).clamp(-1, 1)
+    shift = _shift_dims(model.cfg.time_shift) if model.cfg.time_shift != 1.0 else (None, None)
+    return euler_sample(velocity, noise, model.cfg.flow_steps, latent_dim=shift[0], base_dim=shift[1]).clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -463,6 +512,7 @@ def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 9
     rows = torch.arange(B, device=dev)
     # prefill the shared-shape context in one chunk, with its own (image-bidirectional) mask
     packs = [pack(context(t), cfg.patch, train=False) for t in tasks]
+    cond = torch.stack([edit_source(p.patches[0], N) for p in packs]).to(dev)  # [B, N, pd]
     ctx = collate(packs, device=dev)
     x = model.embed(ctx["tokens"], ctx["kind"], ctx["pos"], ctx["row"], ctx["col"], ctx["patches"])
     h = model.extend(cache, rows, x, attention_mask(ctx["kind"], ctx["group"]))
@@ -496,7 +546,7 @@ def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 9
         done[active[(nxt == EOS) | (nxt == END_ANSWER)]] = True
         draw = active[nxt == IMAGE_START]
         if len(draw):
-            img = draw_image(model, cache, draw, side, generator)  # [m, N, pd]
+            img = draw_image(model, cache, draw, side, generator, cond[draw])  # [m, N, pd]
             if image_hook is not None:
                 img = image_hook(draw, img)
             model.extend(cache, draw, _image_inputs(model, img, side, cache.len[draw], None), full)
@@ -519,7 +569,7 @@ def stepwise(model: InterleavedTransformer, trace: list[Segment], x_t: torch.Ten
     cache = KVCache(model.cfg, 1, dev)
     row = torch.zeros(1, dtype=torch.long, device=dev)
     one = torch.ones(1, 1, dtype=torch.bool, device=dev)
-    logits, vel = [], None
+    logits, vel, problem = [], None, None
     for seg in trace:
         if isinstance(seg, Text):
             for tok in encode(seg.tokens):
@@ -531,10 +581,12 @@ def stepwise(model: InterleavedTransformer, trace: list[Segment], x_t: torch.Ten
         side = seg.pixels.shape[1] // model.cfg.patch
         full = torch.ones(side * side, side * side, dtype=torch.bool, device=dev)
         start = cache.len.clone()
+        if not seg.generated and problem is None:
+            problem = img[0]
         if seg.generated and vel is None and x_t is not None:
-            noisy = _image_inputs(model, x_t[None], side, start, t[:1])
+            noisy = _image_inputs(model, x_t[None], side, start, t[:1], edit_source(problem, img.shape[1])[None])
             h = model.extend(cache, row, noisy, full, write=False)
-            vel = model.flow_head(h)[0]
+            vel = model.velocity(h[0], x_t, t[:1].expand(x_t.shape[0]))
         model.extend(cache, row, _image_inputs(model, img, side, start, None), full)
     return torch.cat(logits), vel
 

@@ -87,25 +87,37 @@ class MazeTask:
                 return task
         raise AssertionError("unreachable: a hole-free grid is always solvable")
 
-    def _bfs(self) -> list[str] | None:
-        """Shortest path as moves (ties broken in U, D, L, R order), None when the goal is cut off."""
-        prev: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {self.start: None}
-        queue = deque([self.start])
+    def _distances(self) -> np.ndarray:
+        """BFS steps from every cell to the goal (-1 where the goal is cut off)."""
+        dist = np.full((self.size, self.size), -1, dtype=int)
+        dist[self.goal] = 0
+        queue = deque([self.goal])
         while queue:
             cur = queue.popleft()
-            if cur == self.goal:
-                moves = []
-                while prev[cur] is not None:
-                    cur, m = prev[cur]
-                    moves.append(m)
-                return moves[::-1]
-            for m, (dr, dc) in MOVES.items():
+            for dr, dc in MOVES.values():
                 nxt = (cur[0] + dr, cur[1] + dc)
                 if 0 <= nxt[0] < self.size and 0 <= nxt[1] < self.size and not self.holes[nxt] \
-                        and nxt not in prev:
-                    prev[nxt] = (cur, m)
+                        and dist[nxt] < 0:
+                    dist[nxt] = dist[cur] + 1
                     queue.append(nxt)
-        return None
+        return dist
+
+    def _bfs(self) -> list[str] | None:
+        """Shortest path as moves, None when the goal is cut off. Walked forward: at every cell take the
+        first move in U, D, L, R order that gets one step closer to the goal, a rule that only needs the
+        distances next to the current cell (easier for a small model to imitate than BFS parent links)."""
+        dist = self._distances()
+        if dist[self.start] < 0:
+            return None
+        cur, moves = self.start, []
+        while cur != self.goal:
+            for m, (dr, dc) in MOVES.items():
+                nxt = (cur[0] + dr, cur[1] + dc)
+                if 0 <= nxt[0] < self.size and 0 <= nxt[1] < self.size and dist[nxt] == dist[cur] - 1:
+                    moves.append(m)
+                    cur = nxt
+                    break
+        return moves
 
     def solution(self) -> list[str]:
         """One shortest list of moves from "U", "D", "L", "R"."""

@@ -5,9 +5,9 @@ Every trace starts with the same context (no loss): `<bos> task size <image_star
 What follows depends on the arm:
 
     direct       <answer> a </answer> <eos>
-    text         <think> plan + the whole path in words </think> <answer> a </answer> <eos>
+    text         <think> plan + every step in words </think> <answer> a </answer> <eos>
     visual       <image_start> [sketch] <image_end> <answer> a </answer> <eos>
-    interleaved  <think> plan </think> <image_start> [sketch] <image_end> <think> check </think>
+    interleaved  <think> plan </think> <image_start> [sketch] <image_end> <think> steps </think>
                  <answer> a </answer> <eos>
 
 A trace is a list of segments: Text(tokens, loss) and Image(pixels uint8 [H, W, 3], generated). The
@@ -69,38 +69,37 @@ def context(task: MazeTask | JigsawTask) -> list[Segment]:
             Image(task.render(), False), Text(["<image_end>"], False)]
 
 
-def _thoughts(task: MazeTask | JigsawTask) -> tuple[list[str], list[str], list[str], list[str]]:
-    """(plan, check, full text reasoning, answer) for one instance."""
+def _thoughts(task: MazeTask | JigsawTask) -> tuple[list[str], list[str], list[str]]:
+    """(plan, steps, answer) for one instance. The steps are the reasoning written out one small step
+    at a time, so each next word needs only a local look-up (a tiny model cannot plan a whole path in
+    one hidden state): for the maze every move followed by the cell it reaches, for the jigsaw where each
+    shuffled piece belongs."""
     if isinstance(task, MazeTask):
         moves = task.solution()
         plan = ["start", *map(str, task.start), "goal", *map(str, task.goal)]
-        cells = [str(v) for rc in task.walk(moves)[1:] for v in rc]
-        check = ["len", str(len(moves))]
-        return plan, check, plan + ["at", *cells] + check, list(moves)
-    order = task.solution()
+        cells = task.walk(moves)[1:]
+        steps = [w for m, (r, c) in zip(moves, cells, strict=True) for w in (m, str(r), str(c))]
+        return plan, steps, list(moves)
     plan = ["grid", str(task.size)]
-    # in words: for each target position, the (row, col) of the shuffled piece that goes there
-    where = [str(v) for i in order for v in divmod(i, task.size)]
-    check = ["len", str(len(order))]
-    return plan, check, plan + ["at", *where] + check, [str(i) for i in order]
+    return plan, ["at", *map(str, task.perm)], [str(i) for i in task.solution()]
 
 
 def make_trace(task: MazeTask | JigsawTask, arm: str) -> list[Segment]:
     """The full training trace of `task` for one arm (see the module docstring for the layouts)."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
-    plan, check, full, answer = _thoughts(task)
+    plan, steps, answer = _thoughts(task)
     tail = Text(["<answer>", *answer, "</answer>", "<eos>"], True)
     sketch = Image(task.visual_thought(), True)
     if arm == "direct":
         body = [tail]
     elif arm == "text":
-        body = [Text(["<think>", *full, "</think>"], True), tail]
+        body = [Text(["<think>", *plan, *steps, "</think>"], True), tail]
     elif arm == "visual":
         body = [Text(["<image_start>"], True), sketch, Text(["<image_end>"], True), tail]
-    else:
+    else:  # the words fix the endpoints, the picture the route, the second thought reads it off
         body = [Text(["<think>", *plan, "</think>", "<image_start>"], True), sketch,
-                Text(["<image_end>", "<think>", *check, "</think>"], True), tail]
+                Text(["<image_end>", "<think>", *steps, "</think>"], True), tail]
     return context(task) + body
 
 
