@@ -7,8 +7,8 @@ Split T into chunks of C tokens. Inside a chunk (rows i, j; G = inclusive cumsum
     W = T (exp(G) * K),  U = T V,  V' = U - W S                      (S = state entering the chunk)
     O         = (Q * exp(G)) S + tril(Aqk) V',  Aqk[i, j] = sum_c Q[i,c] K[j,c] exp(G[i,c] - G[j,c]), j <= i
     S        <- exp(G_last) * S + (exp(G_last - G) * K)^T V'
-Everything except the last three lines runs for all chunks at once; only the state is sequential, so
-there are T / C sequential steps instead of T.
+Only the state recurrence (V' and S, given the state entering the chunk) runs chunk by chunk, so there
+are T / C sequential steps instead of T; everything else, O included, runs for all chunks at once.
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, 
     else:  # strong decay: sub-chunks, never exponentiating a positive number
         sub = 8 if C % 8 == 0 else C  # sub-chunk rows (exact [C, C, K] form when C is not a multiple)
         Akk, Aqk = _decayed_scores(q, k, G, sub)
-        q_decayed, k_decayed = q * _exp(G), k * _exp(G)
+        decay = _exp(G)  # <= 1, flushed to 0 below fp32's normal range
+        q_decayed, k_decayed = q * decay, k * decay
         decay_last = _exp(G_last)
         k_to_end = k * _exp(G_last - G)  # decay from each row to the chunk's end
     # UT transform: T = (I + A)^-1 diag(beta), A[i, j] = beta_i Akk[i, j]; then W = T (exp(G) K), U = T V.
