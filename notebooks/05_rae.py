@@ -29,7 +29,7 @@
 # baseline; adaLN-Zero DiT (and DiT-DH in labcore); an FID-like score on a classifier trained here. Then
 # five experiments: reconstruction, width, shift, noise augmentation, and convergence vs the baseline.
 #
-# **Runtime.** smoke < 1 min (CI; numbers are noise) · cpu ≈ 8 min on 2 cores · gpu ≈ 10–20 min on one GPU.
+# **Runtime.** smoke < 1 min (CI; numbers are noise) · cpu ≈ 6–8 min on 2 cores · gpu ≈ 10–20 min on one GPU.
 #
 # > The paper works on ImageNet 256² with DINOv2-B (86M params) and DiT-XL (675M). We use scikit-learn's
 # > 1797 digits upsampled to 16×16, a 3-block ViT encoder pre-trained here as a digit classifier
