@@ -450,6 +450,10 @@ table = paper_vs_lab(claims, prof.name, "02_kda")
 #    machine, and why does a larger C stop helping (look at the $[C, C]$ and $[C, K]$ work per chunk)?
 # 3. **Forgetting.** In the widget, find the channels with the longest memory. Feed an MQAR sequence with
 #    more pairs than the model was trained on: does accuracy fall off where the memory length says it should?
+# 4. **The decode step in Triton** (Triton-Puzzles style). Finish `my_kda_step_kernel` below: one program
+#    per (batch, head) holds its state $S$ $[K, V]$, decays it, does the delta-rule write and reads
+#    $o = S^\top q$. `check` runs it and the spec (`kernels.exercises.kda_decode_step_spec`) on the same
+#    inputs and prints yours, the spec's and the difference. Then compare with `kernels/kda_recurrent.py`.
 
 # %% tags=["exercise"]
 # Exercise 1: replace None by a [B, T, H, K] log decay that is the same for every key channel.
@@ -471,3 +475,40 @@ if g_scalar is None:
 else:
     o_kda, _ = chunk_kda(q, k, v, g_scalar, beta, chunk_size=C)
     assert compare("KDA with a scalar gate = GDN", o_kda, gdn_reference(q, k, v, g_scalar[..., 0].exp(), beta), atol=1e-4)
+
+
+# %% tags=["exercise"]
+# Exercise 4: the KDA decode step as a Triton kernel (runs on a GPU, or on CPU under TRITON_INTERPRET=1)
+from kernels.exercises import KDA_DECODE_STEP, check
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # no triton on this platform: read the stub, do the exercise elsewhere
+    triton = None
+
+if triton is not None:
+    @triton.jit
+    def my_kda_step_kernel(q, k, v, g, beta, S, o, S_out, scale, K: tl.constexpr, V: tl.constexpr,
+                           BK: tl.constexpr, BV: tl.constexpr):
+        i_bh = tl.program_id(0).to(tl.int64)
+        o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
+        m_k, m_v = o_k < K, o_v < V
+        p_S = i_bh * K * V + o_k[:, None] * V + o_v[None, :]
+        b_S = tl.load(S + p_S, mask=m_k[:, None] & m_v[None, :], other=0.0)  # [BK, BV]
+        b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0) * scale  # [BK]
+        # Finish me! load k, g [BK], v [BV] and beta (a scalar at beta + i_bh); S' = diag(exp g) S;
+        # S = S' + beta k (v - S'^T k)^T; o = S^T q; store o at o + i_bh * V + o_v and S at S_out + p_S
+
+    def my_kda_step(q, k, v, g, beta, S):
+        """q, k, g [B, H, K]; v [B, H, V]; beta [B, H]; S [B, H, K, V] -> (o [B, H, V], new S)."""
+        (Bq, Hq, Kq), Vq = q.shape, v.shape[-1]
+        o, S_out = torch.zeros_like(v), torch.zeros_like(S)
+        my_kda_step_kernel[(Bq * Hq,)](q, k, v, g, beta, S, o, S_out, Kq ** -0.5, K=Kq, V=Vq,
+                                       BK=triton.next_power_of_2(Kq), BV=triton.next_power_of_2(Vq))
+        return o, S_out
+
+if triton is not None and (torch.cuda.is_available() or interpreting()):
+    check(my_kda_step, KDA_DECODE_STEP)  # prints FAIL until the kernel is finished
+else:
+    print("exercise 4 needs triton and a GPU, or TRITON_INTERPRET=1 set before triton is imported")

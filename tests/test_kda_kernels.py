@@ -94,3 +94,23 @@ def test_layer_decodes_with_triton_backend():
             y_t, cache = layer(x[:, t:t + 1], cache=cache, use_cache=True)
             ys.append(y_t)
     assert_close("layer output, triton backend", y_ref, torch.cat(ys, 1), TOL)
+
+
+def test_exercise_checker_passes_a_solution_and_fails_a_bug(capsys):
+    from kernels.exercises import KDA_DECODE_STEP, check
+
+    def solution(q, k, v, g, beta, S):  # the chapter's fused recurrent kernel, one token
+        o, S_new = fused_recurrent_kda(q[:, None], k[:, None], v[:, None], g[:, None], beta[:, None],
+                                       initial_state=S, output_final_state=True)
+        return o[:, 0], S_new
+
+    def forgets_to_decay(q, k, v, g, beta, S):
+        return solution(q, k, v, torch.zeros_like(g), beta, S)
+
+    assert check(solution, KDA_DECODE_STEP, nelem={"K": 8}, device=DEVICE)
+    assert not check(forgets_to_decay, KDA_DECODE_STEP, device=DEVICE)
+    assert not check(lambda *a: None, KDA_DECODE_STEP, device=DEVICE)
+    out = capsys.readouterr().out
+    assert "not done yet" in out and "yours o:" in out and "FAIL" in out
+    with pytest.raises(ValueError, match="nelem keys"):
+        check(solution, KDA_DECODE_STEP, nelem={"T": 3})
