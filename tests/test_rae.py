@@ -237,8 +237,20 @@ def test_shipped_artifacts_load():
 
 
 def test_configs():
-    for name in ("smoke", "cpu"):
-        cfg = rae_config(name)
-        assert cfg.narrow_width < EncoderConfig().dim <= cfg.dit_width  # the width experiment's premise
+    from labcore.rae.config import GPU
+
+    enc = EncoderConfig()
+    for cfg in (rae_config("smoke"), rae_config("cpu"), GPU):  # GPU directly: rae_config("gpu") needs CUDA
+        assert cfg.narrow_width < enc.dim <= cfg.dit_width  # the width experiment's premise
+        # every model the notebook builds at this profile's sizes constructs and runs
+        x, t, y = torch.randn(2, enc.num_tokens, enc.dim), torch.rand(2), torch.tensor([0, 10])
+        for model in (DiT(enc.dim, enc.num_tokens, cfg.dit_width, cfg.dit_depth),
+                      DiT(enc.dim, enc.num_tokens, cfg.narrow_width, 2 * cfg.dit_depth),
+                      DiTDH(enc.dim, enc.num_tokens, cfg.narrow_width, cfg.dit_depth, cfg.head_width, cfg.head_depth)):
+            assert model(x, t, y).shape == x.shape
+        img = torch.zeros(2, 1, enc.img_size, enc.img_size)
+        assert ViTDecoder(enc.dim, enc.num_tokens, cfg.dec_dim, cfg.dec_depth)(x).shape == img.shape
+        assert PlainAE(cfg.ae_channels, cfg.dec_dim, cfg.dec_depth)(img).shape == img.shape
+        assert cfg.n_evals <= cfg.dit_steps and cfg.n_samples >= 2 and cfg.overfit_steps >= 10
     with pytest.raises(ValueError, match="patch"):
         EncoderConfig(patch=5)
