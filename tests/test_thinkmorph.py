@@ -17,9 +17,11 @@ from labcore.thinkmorph.model import (
     NOISY,
     TEXT,
     InterleavedTransformer,
+    KVCache,
     ModelConfig,
     attention_mask,
     collate,
+    draw_image,
     generate,
     image_to_patches,
     make_batch_fn,
@@ -82,6 +84,30 @@ def test_maze_score_executes():
         MazeTask.generate(3, 0)
     with pytest.raises(ValueError, match="seed"):
         MazeTask.generate(5, -1)
+
+
+def test_maze_solution_walks_downhill():
+    # the solution is shortest and every move is the first of U, D, L, R that gets closer to the goal
+    for seed in range(20):
+        m = MazeTask.generate(7, seed)
+        dist, cells, moves = m._distances(), m.walk(m.solution()), m.solution()
+        assert len(moves) == dist[m.start] and cells[-1] == m.goal
+        for (r, c), mv in zip(cells, moves, strict=False):
+            closer = [k for k, (dr, dc) in {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}.items()
+                      if 0 <= r + dr < 7 and 0 <= c + dc < 7 and dist[r + dr, c + dc] == dist[r, c] - 1]
+            assert mv == closer[0]
+
+
+def test_text_steps_follow_the_walk():
+    m = MazeTask.generate(6, 2)
+    words = [w for s in make_trace(m, "text") if isinstance(s, Text) for w in s.tokens]
+    steps = words[words.index("goal") + 3:words.index("</think>")]
+    cells = m.walk(m.solution())[1:]
+    assert steps == [w for mv, (r, c) in zip(m.solution(), cells, strict=True) for w in (mv, str(r), str(c))]
+    inter = [w for s in make_trace(m, "interleaved") if isinstance(s, Text) for w in s.tokens]
+    thinks = [i for i, w in enumerate(inter) if w == "<think>"]
+    second = inter[thinks[1] + 1:]
+    assert second[:len(steps)] == steps, "the interleaved arm's second thought transcribes the same steps"
 
 
 def test_maze_visual_thought_draws_the_path():
@@ -284,6 +310,26 @@ def test_generate_switches_modes():
         assert segs[2].tokens == ["<image_end>", "<answer>", "U", "</answer>"]
     with pytest.raises(ValueError, match="share"):
         generate(model, [MazeTask.generate(5, 0), MazeTask.generate(6, 0)])
+
+
+def test_drawn_image_depends_on_the_problem_image():
+    # the sampler must pass the problem image to every Euler step (it once got shadowed and dropped)
+    torch.manual_seed(0)
+    model = InterleavedTransformer(TINY).eval()
+    with torch.no_grad():
+        model.cond_in.weight.mul_(50)  # make the conditioning path loud
+    task = MazeTask.generate(5, 0)
+    p = collate([pack(context(task), train=False)])
+    cond = image_to_patches(task.render())[None]  # [1, 25, pd]: the problem image
+    draws = []
+    with torch.no_grad():
+        for c in (cond, torch.zeros_like(cond)):
+            cache = KVCache(TINY, 1, "cpu")
+            x = model.embed(p["tokens"], p["kind"], p["pos"], p["row"], p["col"], p["patches"])
+            model.extend(cache, torch.arange(1), x, attention_mask(p["kind"], p["group"]))
+            draws.append(draw_image(model, cache, torch.arange(1), 5, torch.Generator().manual_seed(0), c))
+    assert draws[0].shape == (1, 25, 3 * CELL * CELL)
+    assert not torch.allclose(draws[0], draws[1]), "the problem image does not reach the drawn image"
 
 
 def test_solve_and_probes_run():
