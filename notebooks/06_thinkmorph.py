@@ -518,20 +518,16 @@ table = paper_vs_lab(rows, prof.name, "06_thinkmorph")
 # > the four task families; simulator-written traces; a tiny model trained from scratch instead of a
 # > fine-tuned 7B unified model; an oracle verifier for best-of-N; greedy decoding for the main table.
 #
-# **Closing note: what one cpu run showed** (profile `cpu`, seed 0, 1800 x 16 traces per arm, 16 puzzles
-# per size; your run prints its own numbers above). In-distribution accuracy, maze / jigsaw: direct 26.6 /
-# 50.0%, text 0.0 / 40.6%, visual 10.9 / 40.6%, interleaved 14.1 / 21.9%; every arm 0% on held-out sizes
-# (8x8, 9x9 mazes, 4x4 jigsaws: rows, columns and pieces it has never named). The drawn pictures are
-# usable but not exact: about 76% of maze cells right (patch MSE 0.15, copying the problem scores 0.11),
-# no maze picture right in every cell. Replacing the drawn picture with a blank one drops the interleaved
-# arm from 12.5% to 2.1% and the visual arm from 22.9% to 4.2% (a wrong picture: 8.3% and 12.5%), so the
-# models do read their pictures. Best-of-6 lifts every arm (interleaved 17 -> 50%, visual 26 -> 54%,
-# direct 34 -> 54%, text 8 -> 25%). What does not reproduce at this scale: interleaved beating the other
-# arms (the gaps to visual are within noise, the direct arm is best on both tasks) and generalisation to
-# larger puzzles. The text arm's maze failure is a perception failure: in separate diagnostic runs of
-# this setup, teacher-forced, it wrote the start and goal cells right only 28-30% of the time, and whether
-# that skill appears within 1000-2000 steps depended on the initialisation (one run read them 100% right
-# and solved 22% of the mazes). The interleaved arm beats the text arm here only because of that.
+# > Note: what to look for at the cpu profile (the numbers are the ones your run printed above; the
+# > trends below are what our reference runs showed). Every arm learns something in distribution, and
+# > none generalises to the held-out sizes: those rows, columns and pieces were never named in training.
+# > The drawn pictures are usable but not exact (compare the patch error with copying the problem image),
+# > and a blank picture costs the picture-drawing arms far more than a wrong one, so they do read what they
+# > draw. What did not reproduce at this scale: interleaved beating the other arms (the direct arm was
+# > best, and interleaved vs visual was within noise). The text arm's maze failures are failures of
+# > perception: teacher-forced, it wrote the start and goal cells right in under a third of the cases,
+# > and whether that skill appears within 1000-2000 steps depended on the initialisation. Where
+# > interleaved beats text-only on mazes, this is why.
 #
 # ## Exercises
 
