@@ -66,10 +66,16 @@ def _time_all(lengths, reps, cuda, clock: str) -> list[dict]:
                 args = _inputs(T, "cuda")
                 fns = {"chunk_torch_s": lambda a=args: chunk_kda(*a, backend="torch"),
                        "chunk_triton_s": lambda a=args: chunk_kda(*a, backend="triton")}
-                fla = _fla_chunk()
+                fla, fla_error = _fla_chunk(), None
                 if fla is not None:
-                    fns["fla_s"] = lambda a=args, f=fla: f(*a)
+                    try:  # fla's signature or dtype rules may change between releases: report, do not crash
+                        fla(*args)
+                        fns["fla_s"] = lambda a=args, f=fla: f(*a)
+                    except Exception as e:
+                        fla, fla_error = None, f"{type(e).__name__}: {e}"[:200]
                 row = {"T": T, "device": "cuda", **timeit_interleaved(fns, warmup=2, reps=reps)}
+                if fla_error:
+                    row["fla_error"] = fla_error
                 row["triton_vs_torch"] = row["chunk_torch_s"] / row["chunk_triton_s"]
                 if fla is not None:
                     row["triton_vs_fla"] = row["fla_s"] / row["chunk_triton_s"]
