@@ -113,8 +113,7 @@ def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, 
     pad = N * C - T
     q, k, v, g = (_to_chunks(x, N, C, pad) for x in (q, k, v, g))  # [B, H, N, C, D]
     q = q * scale
-    beta = (F.pad(beta.float(), (0, 0, 0, pad)) if pad else beta.float()).view(B, N, C, H)
-    beta = beta.permute(0, 3, 1, 2)[..., None]  # [B, H, N, C, 1]
+    beta = _to_chunks(beta[..., None], N, C, pad)  # [B, H, N, C, 1]
 
     G = g.cumsum(-2)  # [B, H, N, C, K] inclusive cumsum inside each chunk
     G_last = G[..., -1:, :]  # [B, H, N, 1, K]
