@@ -29,9 +29,22 @@ from labcore.thinkmorph.model import (
     patches_to_image,
     stepwise,
     thinkmorph_loss,
+    train_arm,
+    train_base,
 )
 from labcore.thinkmorph.tasks import CELL, JigsawTask, MazeTask, make_task
-from labcore.thinkmorph.traces import ARMS, TOKEN_ID, VOCAB, Image, Text, context, make_trace, parse_answer
+from labcore.thinkmorph.traces import (
+    ARMS,
+    TOKEN_ID,
+    VOCAB,
+    Image,
+    Text,
+    base_trace,
+    context,
+    describe,
+    make_trace,
+    parse_answer,
+)
 
 TINY = ModelConfig(d_model=32, n_layer=2, n_head=2, flow_steps=3, max_len=256)
 
@@ -342,6 +355,11 @@ def test_solve_and_probes_run():
     other = JigsawTask.generate(2, tasks[0].seed + 7919).visual_thought()
     assert np.array_equal(wrong, other), "the wrong-image probe shows another puzzle's sketch"
     assert wrong_hook(tasks)(torch.tensor([1]), torch.zeros(1, 4, 48)).shape == (1, 4, 48)
+    # the oracle probe: each row gets its own puzzle's correct sketch (rows index into the chunk)
+    model.lm_head.calls = 0  # replay the script
+    res = solve(model, tasks, max_new_tokens=8, probe="true")
+    for r, t in zip(res, tasks, strict=True):
+        assert np.array_equal(r.segments[1].pixels, t.visual_thought())
     with pytest.raises(ValueError, match="probe"):
         solve(model, tasks, probe="noise")
 
@@ -375,8 +393,6 @@ def test_best_of_n_aggregates_samples(monkeypatch):
 
 
 def test_training_lowers_the_loss():
-    from labcore.thinkmorph.model import train_arm
-
     cfg = dataclasses.replace(SMOKE, steps=30, lr=3e-3, tasks=("maze",), maze_train=(4,))
     _, res = train_arm("direct", cfg, progress=False)
     first, last = np.mean(res.losses[:3]), np.mean(res.losses[-3:])
@@ -390,3 +406,62 @@ def test_config_validation():
         dataclasses.replace(SMOKE, tasks=("chess",))
     with pytest.raises(ValueError, match="d_model"):
         ModelConfig(d_model=30, n_head=4)
+
+
+# ---- the base stage ----------------------------------------------------------------------------------
+
+def test_describe_lists_every_hole_and_round_trips():
+    for seed in range(10):
+        task = MazeTask.generate(6, seed)
+        words = describe(task)
+        assert words[:6] == ["start", *map(str, task.start), "goal", *map(str, task.goal)]
+        holes = np.zeros_like(task.holes)
+        for i in range(6, len(words), 3):  # rebuild the grid from the words alone
+            assert words[i] == "hole"
+            holes[int(words[i + 1]), int(words[i + 2])] = True
+        assert np.array_equal(holes, task.holes)
+    with pytest.raises(ValueError, match="only mazes"):
+        describe(JigsawTask.generate(2, 0))
+
+
+def test_base_traces_and_draw_has_no_source_image():
+    task = MazeTask.generate(5, 3)
+    cap, draw = base_trace(task, "caption"), base_trace(task, "draw")
+    assert isinstance(cap[1], Image) and not cap[1].generated and cap[-1].loss
+    assert cap[-1].tokens == [*describe(task), "<eos>"]
+    assert not draw[0].loss and draw[1].tokens == ["<image_start>"] and draw[1].loss  # the model opens the image
+    assert isinstance(draw[2], Image) and draw[2].generated
+    assert all("U" not in s.tokens and "R" not in s.tokens for s in cap + draw if isinstance(s, Text))
+    p = pack(draw)
+    # nothing to edit: a picture drawn from words is conditioned on zeros, never on its own pixels
+    assert len(p.cond) == 1 and not p.cond[0].any()
+    # an arm's sketch edits the problem image
+    q = pack(make_trace(task, "visual"))
+    assert torch.equal(q.cond[0], image_to_patches(task.render()))
+    with pytest.raises(ValueError, match="kind"):
+        base_trace(task, "solve")
+
+
+def test_base_batches_are_mazes_from_their_own_stream():
+    b = make_batch_fn("base", SMOKE)(0, 0, 1)
+    a = make_batch_fn("visual", SMOKE)(0, 0, 1)
+    assert (b["tokens"][:, 1] == TOKEN_ID["maze"]).all(), "only mazes have words to caption or draw from"
+    assert (b["kind"] == NOISY).any() and (b["target"] != -100).any(), "both caption and draw traces"
+    # the base stage's puzzles are not the arms' puzzles of the same step
+    assert b["patches"].shape != a["patches"].shape or not torch.equal(b["patches"], a["patches"])
+    with pytest.raises(ValueError, match="arm"):
+        make_batch_fn("caption", SMOKE)
+
+
+def test_arms_start_from_the_base_weights():
+    cfg = dataclasses.replace(SMOKE, steps=1, base_steps=2, tasks=("maze",), maze_train=(4,))
+    base, res = train_base(cfg, progress=False)
+    assert len(res.history) == 2
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    m1, _ = train_arm("direct", dataclasses.replace(cfg, steps=1, lr=1e-12), progress=False, base=state)
+    fresh, _ = train_arm("direct", dataclasses.replace(cfg, steps=1, lr=1e-12), progress=False)
+    w = "tok_emb.weight"
+    assert torch.allclose(m1.state_dict()[w], state[w], atol=1e-6, rtol=0)  # lr ~ 0: still the base weights
+    assert not torch.allclose(fresh.state_dict()[w], state[w]), "the base stage changed nothing"
+    with pytest.raises(ValueError, match="base_steps"):
+        dataclasses.replace(SMOKE, base_steps=-1)

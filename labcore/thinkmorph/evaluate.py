@@ -24,7 +24,7 @@ from labcore.thinkmorph.tasks import JigsawTask, MazeTask, make_task
 from labcore.thinkmorph.traces import Image, Segment, parse_answer
 
 EVAL_SEED = TRAIN_SEEDS  # evaluation instances: seeds EVAL_SEED, EVAL_SEED + 1, ... (never trained on)
-PROBES = ("none", "blank", "wrong")
+PROBES = ("none", "blank", "wrong", "true")
 
 
 @dataclass
@@ -69,7 +69,16 @@ def wrong_hook(tasks):
     return hook
 
 
-HOOKS = {"none": None, "blank": blank_hook, "wrong": wrong_hook}
+def true_hook(tasks):
+    """Probe: every generated image becomes the correct sketch of its own puzzle (an oracle drawer),
+    which separates "cannot draw the thought" from "cannot use it"."""
+    def hook(rows, x):
+        right = [image_to_patches(tasks[r].visual_thought()) for r in rows.tolist()]
+        return torch.stack(right).to(x.device, x.dtype)
+    return hook
+
+
+HOOKS = {"none": None, "blank": blank_hook, "wrong": wrong_hook, "true": true_hook}
 
 
 def solve(model: InterleavedTransformer, tasks, max_new_tokens: int = 128, temperature: float = 0.0,

@@ -35,6 +35,8 @@ from labcore.rae.flow import euler_sample, flow_matching_loss, sample_t, shift_t
 from labcore.runtime import Profile
 from labcore.thinkmorph.tasks import CELL, make_task
 from labcore.thinkmorph.traces import (
+    ARMS,
+    BASE_KINDS,
     END_ANSWER,
     EOS,
     IMAGE_END,
@@ -45,6 +47,7 @@ from labcore.thinkmorph.traces import (
     Image,
     Segment,
     Text,
+    base_trace,
     context,
     decode,
     encode,
@@ -111,10 +114,13 @@ def _shift_dims(a: float) -> tuple[float, float]:
     return a * a, 1.0
 
 
-def edit_source(problem: torch.Tensor, n: int) -> torch.Tensor:
+def edit_source(problem: torch.Tensor | None, n: int, patch_dim: int = 3 * CELL * CELL) -> torch.Tensor:
     """What a drawn image of n patches is conditioned on, patch by patch: the problem image [N, pd] when
-    the shapes match (the visual thought is an edit of it, as in image-editing models), else zeros."""
-    return problem if problem.shape[0] == n else torch.zeros(n, problem.shape[1])
+    there is one of the same shape (the visual thought is an edit of it, as in image-editing models),
+    else zeros (a picture drawn from words alone)."""
+    if problem is None or problem.shape[0] != n:
+        return torch.zeros(n, patch_dim if problem is None else problem.shape[1])
+    return problem
 
 
 # ---- packing traces into one sequence --------------------------------------------------------------
@@ -142,6 +148,7 @@ def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
     p = Packed()
     trained: list[bool] = []  # per position: a text token that carries loss
     n_gen = 0
+    problem = None  # the trace's first context image, what drawn images edit
 
     def put(tok, kind, pos, row, col, group, image_of, flag):
         for name, v in zip(("tokens", "kind", "pos", "row", "col", "group", "image_of"),
@@ -157,8 +164,8 @@ def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
             continue
         x = image_to_patches(seg.pixels, patch)  # [N, pd]
         side = seg.pixels.shape[1] // patch
-        if not p.patches:
-            problem = x  # the first image of a trace is the problem
+        if problem is None and not seg.generated:
+            problem = x
         start = p.pos[-1] + 1 if p.pos else 0
         for kind in ([NOISY, CLEAN] if (train and seg.generated) else [CLEAN]):
             gid = len(p.group) + 1  # positive and unique per block
@@ -166,7 +173,7 @@ def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
                 put(PAD, kind, start + i, i // side, i % side, gid, n_gen if kind == NOISY else -1, False)
             p.patches.append(x)
             if kind == NOISY:
-                p.cond.append(edit_source(problem, x.shape[0]))
+                p.cond.append(edit_source(problem, x.shape[0], x.shape[1]))
         n_gen += int(train and seg.generated)
     # position q predicts token q+1 when that token is trained text (not the forced <image_end>)
     p.target = [p.tokens[q + 1] if trained[q + 1] and p.tokens[q + 1] != IMAGE_END else IGNORE
@@ -415,29 +422,61 @@ def thinkmorph_loss(model: InterleavedTransformer, batch: dict[str, torch.Tensor
 TRAIN_SEEDS = 10**9  # training instances use seeds below this; evaluation seeds start here
 
 
+BASE_STREAM = 10**6  # the base stage draws its mazes from its own seed stream, not the arms' puzzles
+
+
 def make_batch_fn(arm: str, cfg: ThinkMorphConfig, device: str | torch.device = "cpu"):
     """batch_fn(step, rank, world) for labcore.train: cfg.batch_size traces of one arm, tasks and sizes
     drawn evenly from the training mixture. The instances depend on (seed, step, rank) only, so every
-    arm trains on the very same puzzles, only the reasoning written out differs."""
+    arm trains on the very same puzzles, only the reasoning written out differs.
+    arm may also be "base": the base stage's caption / draw maze traces at the training sizes."""
+    if arm not in (*ARMS, "base"):
+        raise ValueError(f"arm must be one of {(*ARMS, 'base')}, got {arm!r}")
+
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        g = batch_generator(cfg.seed, step, rank)
+        g = batch_generator(cfg.seed + (BASE_STREAM if arm == "base" else 0), step, rank)
         traces = []
         for _ in range(max(1, cfg.batch_size // world)):
-            name = cfg.tasks[int(torch.randint(len(cfg.tasks), (1,), generator=g))]
+            kind = BASE_KINDS[int(torch.randint(len(BASE_KINDS), (1,), generator=g))] if arm == "base" else arm
+            # only mazes have words to caption or draw from; the arms use the whole mixture
+            name = "maze" if arm == "base" else cfg.tasks[int(torch.randint(len(cfg.tasks), (1,), generator=g))]
             sizes = cfg.train_sizes(name)
             size = sizes[int(torch.randint(len(sizes), (1,), generator=g))]
             seed = int(torch.randint(TRAIN_SEEDS, (1,), generator=g))
-            traces.append(pack(make_trace(make_task(name, size, seed), arm), cfg.model.patch))
+            task = make_task(name, size, seed)
+            trace = base_trace(task, kind) if arm == "base" else make_trace(task, arm)
+            traces.append(pack(trace, cfg.model.patch))
         return collate(traces, g, device, cfg.model.time_shift)
     return batch_fn
 
 
-def train_arm(arm: str, cfg: ThinkMorphConfig, profile: Profile | None = None,
-              progress: bool = True) -> tuple[InterleavedTransformer, TrainResult]:
-    """A fresh model (same init for every arm) trained on one arm's traces for cfg.steps steps."""
-    device = profile.torch_device if profile is not None else torch.device("cpu")
+def _fresh_model(cfg: ThinkMorphConfig, device) -> InterleavedTransformer:
     torch.manual_seed(cfg.seed)
-    model = InterleavedTransformer(cfg.model).to(device)
+    return InterleavedTransformer(cfg.model).to(device)
+
+
+def train_base(cfg: ThinkMorphConfig, profile: Profile | None = None,
+               progress: bool = True) -> tuple[InterleavedTransformer, TrainResult]:
+    """The shared base stage: cfg.base_steps steps of caption + draw traces from a fresh model (the
+    stand-in for the pretrained unified model the paper fine-tunes)."""
+    device = profile.torch_device if profile is not None else torch.device("cpu")
+    model = _fresh_model(cfg, device)
+    tcfg = TrainConfig(steps=cfg.base_steps, lr=cfg.lr, warmup=cfg.warmup, weight_decay=0.01,
+                       progress=progress, desc="train base")
+    result = train(model, thinkmorph_loss, make_batch_fn("base", cfg, device), tcfg, profile=profile)
+    return model, result
+
+
+def train_arm(arm: str, cfg: ThinkMorphConfig, profile: Profile | None = None, progress: bool = True,
+              base: dict[str, torch.Tensor] | None = None) -> tuple[InterleavedTransformer, TrainResult]:
+    """A model trained on one arm's traces for cfg.steps steps, starting from the base stage's weights
+    `base` (a state_dict, the same for every arm) or, when None, from a fresh init (same for every arm)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    device = profile.torch_device if profile is not None else torch.device("cpu")
+    model = _fresh_model(cfg, device)
+    if base is not None:
+        model.load_state_dict(base)
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, weight_decay=0.01,
                        progress=progress, desc=f"train {arm}")
     result = train(model, thinkmorph_loss, make_batch_fn(arm, cfg, device), tcfg, profile=profile)
@@ -490,8 +529,9 @@ def draw_image(model: InterleavedTransformer, cache: KVCache, rows: torch.Tensor
 @torch.no_grad()
 def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 96,
              temperature: float = 0.0, generator: torch.Generator | None = None,
-             image_hook=None) -> list[list[Segment]]:
+             image_hook=None, prompts: list[list[Segment]] | None = None) -> list[list[Segment]]:
     """Continue each task's context until <eos> (or </answer>), switching to image mode at <image_start>.
+    prompts replaces the contexts (one trace prefix per task, e.g. a base-stage `draw` description).
 
     All tasks must share name and size (one image shape per batch). temperature 0 = greedy. image_hook,
     if given, is called as image_hook(rows [m], x [m, N, pd]) -> x on every freshly drawn image (the
@@ -511,8 +551,12 @@ def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 9
     cache = KVCache(cfg, B, dev)
     rows = torch.arange(B, device=dev)
     # prefill the shared-shape context in one chunk, with its own (image-bidirectional) mask
-    packs = [pack(context(t), cfg.patch, train=False) for t in tasks]
-    cond = torch.stack([edit_source(p.patches[0], N) for p in packs]).to(dev)  # [B, N, pd]
+    if prompts is not None and len(prompts) != B:
+        raise ValueError(f"prompts must have one entry per task ({B}), got {len(prompts)}")
+    packs = [pack(context(t) if prompts is None else prompts[i], cfg.patch, train=False)
+             for i, t in enumerate(tasks)]
+    cond = torch.stack([edit_source(p.patches[0] if p.patches else None, N, cfg.patch_dim)
+                        for p in packs]).to(dev)  # [B, N, pd]
     ctx = collate(packs, device=dev)
     x = model.embed(ctx["tokens"], ctx["kind"], ctx["pos"], ctx["row"], ctx["col"], ctx["patches"])
     h = model.extend(cache, rows, x, attention_mask(ctx["kind"], ctx["group"]))
@@ -584,7 +628,8 @@ def stepwise(model: InterleavedTransformer, trace: list[Segment], x_t: torch.Ten
         if not seg.generated and problem is None:
             problem = img[0]
         if seg.generated and vel is None and x_t is not None:
-            noisy = _image_inputs(model, x_t[None], side, start, t[:1], edit_source(problem, img.shape[1])[None])
+            src = edit_source(problem, img.shape[1], model.cfg.patch_dim)
+            noisy = _image_inputs(model, x_t[None], side, start, t[:1], src[None])
             h = model.extend(cache, row, noisy, full, write=False)
             vel = model.velocity(h[0], x_t, t[:1].expand(x_t.shape[0]))
         model.extend(cache, row, _image_inputs(model, img, side, start, None), full)
@@ -599,4 +644,4 @@ def generated_tokens(segments: list[Segment]) -> list[str]:
 __all__ = ["ModelConfig", "InterleavedTransformer", "KVCache", "Packed", "pack", "collate", "attention_mask",
            "attention_mask_naive", "thinkmorph_loss", "generate", "draw_image", "generated_tokens",
            "image_to_patches", "patches_to_image", "TOKEN_ID", "decode", "make_batch_fn", "train_arm",
-           "TRAIN_SEEDS", "stepwise"]
+           "TRAIN_SEEDS", "stepwise", "train_base"]

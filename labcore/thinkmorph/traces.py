@@ -23,10 +23,11 @@ import numpy as np
 from labcore.thinkmorph.tasks import MOVES, JigsawTask, MazeTask
 
 ARMS = ("direct", "text", "visual", "interleaved")
+BASE_KINDS = ("caption", "draw")  # the shared base stage (see the module docstring)
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<think>", "</think>", "<image_start>", "<image_end>",
             "<answer>", "</answer>")
-WORDS = ("maze", "jigsaw", "start", "goal", "len", "grid", "at", *MOVES)
+WORDS = ("maze", "jigsaw", "start", "goal", "len", "grid", "at", "hole", *MOVES)
 NUMBERS = tuple(str(i) for i in range(100))
 VOCAB: tuple[str, ...] = SPECIALS + WORDS + NUMBERS
 TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB)}
@@ -101,6 +102,28 @@ def make_trace(task: MazeTask | JigsawTask, arm: str) -> list[Segment]:
         body = [Text(["<think>", *plan, "</think>", "<image_start>"], True), sketch,
                 Text(["<image_end>", "<think>", *steps, "</think>"], True), tail]
     return context(task) + body
+
+
+def describe(task: MazeTask) -> list[str]:
+    """What a maze picture shows, in words: start and goal cells, then every hole in raster order."""
+    if not isinstance(task, MazeTask):
+        raise ValueError(f"only mazes have a description, got {type(task).__name__}")
+    words = ["start", *map(str, task.start), "goal", *map(str, task.goal)]
+    for r, c in zip(*task.holes.nonzero(), strict=True):
+        words += ["hole", str(r), str(c)]
+    return words
+
+
+def base_trace(task: MazeTask, kind: str) -> list[Segment]:
+    """A base-stage trace: `caption` reads a maze out (text loss), `draw` paints it from its words (flow
+    loss; the words are context). Neither contains a path: reasoning is left to the arms."""
+    if kind not in BASE_KINDS:
+        raise ValueError(f"kind must be one of {BASE_KINDS}, got {kind!r}")
+    words = describe(task)
+    if kind == "caption":
+        return context(task) + [Text([*words, "<eos>"], True)]
+    return [Text(["<bos>", task.name, str(task.size), *words], False), Text(["<image_start>"], True),
+            Image(task.render(), True), Text(["<image_end>", "<eos>"], True)]
 
 
 def parse_answer(task: MazeTask | JigsawTask, tokens: list[str]):
