@@ -173,11 +173,30 @@ def test_trace_format(arm, name, size):
         make_trace(task, "audio")
 
 
+def test_thought_steps_determine_the_answer():
+    """Each step is checkable on its own: a maze step names a move and the cell it reaches, a jigsaw step
+    a piece and its place; the answer is what the steps spell out."""
+    m = MazeTask.generate(6, 4)
+    words = make_trace(m, "text")[3].tokens
+    steps = words[words.index("goal") + 3:-1]
+    assert [steps[i] for i in range(0, len(steps), 3)] == m.solution()
+    assert [(int(steps[i + 1]), int(steps[i + 2])) for i in range(0, len(steps), 3)] == m.walk(m.solution())[1:]
+    j = JigsawTask.generate(3, 4)
+    words = make_trace(j, "text")[3].tokens
+    perm = [int(w) for w in words[words.index("at") + 1:-1]]  # where each shuffled piece belongs
+    assert perm == list(j.perm)
+    answer = sorted(range(9), key=perm.__getitem__)  # the piece for place 0, 1, ...
+    assert answer == j.solution() and j.score(answer)
+
+
 def test_parse_answer_rejects_malformed():
     m = MazeTask.generate(5, 0)
     assert parse_answer(m, ["<answer>", "U", "D"]) is None  # no closing tag
     assert parse_answer(m, ["<answer>", "U", "7", "</answer>"]) is None
     assert parse_answer(m, ["U"]) is None
+    j = JigsawTask.generate(3, 0)
+    assert parse_answer(j, ["<answer>", "7", "0", "</answer>"]) == [7, 0]
+    assert parse_answer(j, ["<answer>", "7", "U", "</answer>"]) is None
 
 
 # ---- packing and the attention mask ---------------------------------------------------------------------
