@@ -484,3 +484,38 @@ def test_arms_start_from_the_base_weights():
     assert not torch.allclose(fresh.state_dict()[w], state[w]), "the base stage changed nothing"
     with pytest.raises(ValueError, match="base_steps"):
         dataclasses.replace(SMOKE, base_steps=-1)
+
+
+@pytest.mark.parametrize("prof", ["smoke", "cpu", "gpu"])
+def test_every_profile_fits_its_longest_traces(prof):
+    """The largest puzzles a profile trains or tests on (held-out sizes included) fit the model's max_len,
+    and, except at smoke (which cuts generation short to stay fast), their words fit the generation budget."""
+    import labcore.thinkmorph.config as C
+
+    cfg = getattr(C, prof.upper())  # the constant itself: profile_config("gpu") needs CUDA
+    longest, words = 0, 0
+    for name in cfg.tasks:
+        size = max(cfg.train_sizes(name) + cfg.heldout_sizes(name))
+        for seed in range(5):
+            task = make_task(name, size, seed)
+            for arm in cfg.arms:
+                trace = make_trace(task, arm)
+                longest = max(longest, len(pack(trace).tokens))
+                words = max(words, sum(len(s.tokens) for s in trace[3:] if isinstance(s, Text)))
+            if name == "maze":
+                longest = max(longest, *(len(pack(base_trace(task, k)).tokens) for k in ("caption", "draw")))
+    assert longest <= cfg.model.max_len, f"{prof}: a {longest}-position trace exceeds max_len"
+    assert prof == "smoke" or words <= cfg.max_new_tokens, f"{prof}: {words} words exceed max_new_tokens"
+
+
+def test_gpu_sized_model_trains_and_generates_on_cpu():
+    """The gpu profile's model, one base step and one arm step on CPU, then a held-out-size generation:
+    the shapes and budgets of the run nobody can do here."""
+    from labcore.thinkmorph.config import GPU
+
+    cfg = dataclasses.replace(GPU, steps=1, base_steps=1, batch_size=2, warmup=1)
+    base, _ = train_base(cfg, progress=False)
+    model, res = train_arm("interleaved", cfg, progress=False, base=base.state_dict())
+    assert np.isfinite(res.losses).all()
+    out = generate(model, [MazeTask.generate(9, 0)], max_new_tokens=8)
+    assert len(out) == 1 and out[0]

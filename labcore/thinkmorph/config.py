@@ -63,6 +63,7 @@ class ThinkMorphConfig:
         return {"maze": self.maze_heldout, "jigsaw": self.jigsaw_heldout}[task]
 
 
+# smoke cuts generation at 48 words (a held-out maze's full text trace is ~80) to keep CI fast
 SMOKE = ThinkMorphConfig(
     model=ModelConfig(d_model=32, n_layer=2, n_head=2, flow_steps=4, time_shift=3.0),
     steps=20, base_steps=10, batch_size=8, warmup=4, maze_train=(4, 5), maze_heldout=(8,), jigsaw_heldout=(4,),
