@@ -36,9 +36,9 @@
 #    sizes), blank/wrong/true-image probes, best-of-N curves, a trace viewer, and the paper-vs-lab table.
 #
 # **Runtime.** smoke: under a minute (CI; the models learn nothing yet, the numbers are placeholders) ·
-# cpu: about 10 minutes on one laptop core (measured 607 s; small models, 1800 steps per arm: see the
-# closing note for what shows at that scale) · gpu: about 20 minutes on one modern GPU (estimated: bigger model, 4x the
-# steps).
+# cpu: about 15 minutes on one laptop core (measured: see the closing note; small models, a 600-step base
+# stage and 1800 steps per arm) · gpu: about 20 minutes on one modern GPU (estimated, never run: bigger
+# model, 2x the steps at 4x the batch).
 
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | cpu | gpu | auto
@@ -560,9 +560,13 @@ if ("interleaved", "none") in probe_acc:
     n_probe = sum(len(t) for t in probe_sets.values())
     worst = max(probe_acc[("interleaved", p)] for p in ("blank", "wrong"))
     holds, note = verdict(base, worst, n_probe)  # both probes must hurt, beyond noise
+    per_task = "; ".join(f"{n} {pct(probe_acc[('interleaved', 'none', n)])} -> "
+                         f"{pct(probe_acc[('interleaved', 'blank', n)])} / {pct(probe_acc[('interleaved', 'wrong', n)])}"
+                         for n in probe_sets)
     rows.append(Claim("the drawn image carries the reasoning (blank/wrong image hurts)", "qualitative",
                       f"{pct(base)} -> blank {pct(probe_acc[('interleaved', 'blank')])}, "
-                      f"wrong {pct(probe_acc[('interleaved', 'wrong')])}{note}", None if base == 0 else holds))
+                      f"wrong {pct(probe_acc[('interleaved', 'wrong')])}{note} ({per_task})",
+                      None if base == 0 else holds))
 if {"visual", "interleaved"} <= set(arms) and "maze" in probe_sets:
     a, b = probe_acc[("interleaved", "true", "maze")], probe_acc[("visual", "true", "maze")]
     holds, note = verdict(a, b, len(probe_sets["maze"]))
@@ -594,15 +598,18 @@ table = paper_vs_lab(rows, prof.name, "06_thinkmorph")
 # > fine-tuned 7B unified model; an oracle verifier for best-of-N; greedy decoding for the main table.
 #
 # > Note: what to look for at the cpu profile (the numbers are the ones your run printed above; the
-# > trends below are what our reference runs showed). Every arm learns something in distribution, and
-# > none generalises to the held-out sizes: those rows, columns and pieces were never named in training.
-# > The drawn pictures are usable but not exact (compare the patch error with copying the problem image),
-# > and a blank picture costs the picture-drawing arms far more than a wrong one, so they do read what they
-# > draw. What did not reproduce at this scale: interleaved beating the other arms (the direct arm was
-# > best, and interleaved vs visual was within noise). The text arm's maze failures are failures of
-# > perception: teacher-forced, it wrote the start and goal cells right in under a third of the cases,
-# > and whether that skill appears within 1000-2000 steps depended on the initialisation. Where
-# > interleaved beats text-only on mazes, this is why.
+# > trends are what our reference runs showed). Every arm learns something in distribution and none
+# > generalises to the held-out sizes: those rows, columns and pieces were never named in training.
+# > **Mazes:** the picture-drawing arms cannot yet *draw* the route: their drawn paths are never entirely
+# > right and their patch error is worse than copying the problem image. They can *use* one: swap in the
+# > true sketch and their maze accuracy jumps several-fold (the `true` probe), and a blank picture costs the
+# > interleaved arm most of what it solves. So the bottleneck at this size is drawing, which is where the
+# > whole search happens; reading a drawn route off one cell at a time is the easy half.
+# > **Jigsaws:** the direct arm is best, often perfect: "which piece belongs here" is a lookup by colour.
+# > The chain-of-thought arms first name where each piece goes, a colour-to-index map that stalls at 3x3,
+# > and the true assembled picture does not help them, so they do not use it.
+# > The paper's headline, interleaved beating both single-mode arms, does not show at this scale; seeds
+# > move single cells by 10-20 points, so read the "within noise" marks literally.
 #
 # ## Exercises
 

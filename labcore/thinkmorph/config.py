@@ -68,12 +68,12 @@ SMOKE = ThinkMorphConfig(
     model=ModelConfig(d_model=32, n_layer=2, n_head=2, flow_steps=4, time_shift=3.0),
     steps=20, base_steps=10, batch_size=8, warmup=4, maze_train=(4, 5), maze_heldout=(8,), jigsaw_heldout=(4,),
     eval_per_size=4, probe_per_size=2, best_of_n=2, bon_per_size=2, max_new_tokens=48, threads=1)
-# cpu: at this size more, smaller steps beat fewer, larger ones at equal compute; 1800 x 16 keeps four
-# arms inside ~15 minutes on one core
+# cpu: at this size more, smaller steps beat fewer, larger ones at equal compute; 1800 x 16 keeps the base
+# and four arms inside ~15 minutes on one core; 32 test puzzles per size (not 16) cut the noise by sqrt(2)
 CPU = ThinkMorphConfig(
     model=ModelConfig(d_model=64, n_layer=3, n_head=4, flow_steps=8, time_shift=3.0),
-    steps=1800, base_steps=600, batch_size=16, lr=3e-3, warmup=40, eval_per_size=16, probe_per_size=8, best_of_n=6,
-    bon_per_size=4, threads=1)
+    steps=1800, base_steps=600, batch_size=16, lr=3e-3, warmup=40, eval_per_size=32, probe_per_size=16,
+    best_of_n=6, bon_per_size=4, threads=1)
 GPU = ThinkMorphConfig(
     model=ModelConfig(d_model=256, n_layer=6, n_head=8, flow_steps=16, time_shift=3.0),
     steps=4000, base_steps=1500, batch_size=64, lr=5e-4, warmup=200, eval_per_size=128, probe_per_size=64, best_of_n=16,
