@@ -114,12 +114,12 @@ def _shift_dims(a: float) -> tuple[float, float]:
     return a * a, 1.0
 
 
-def edit_source(problem: torch.Tensor | None, n: int, patch_dim: int = 3 * CELL * CELL) -> torch.Tensor:
+def edit_source(problem: torch.Tensor | None, n: int, patch_dim: int) -> torch.Tensor:
     """What a drawn image of n patches is conditioned on, patch by patch: the problem image [N, pd] when
     there is one of the same shape (the visual thought is an edit of it, as in image-editing models),
     else zeros (a picture drawn from words alone)."""
     if problem is None or problem.shape[0] != n:
-        return torch.zeros(n, patch_dim if problem is None else problem.shape[1])
+        return torch.zeros(n, patch_dim)
     return problem
 
 
@@ -437,9 +437,10 @@ def make_batch_fn(arm: str, cfg: ThinkMorphConfig, device: str | torch.device = 
         g = batch_generator(cfg.seed + (BASE_STREAM if arm == "base" else 0), step, rank)
         traces = []
         for _ in range(max(1, cfg.batch_size // world)):
-            kind = BASE_KINDS[int(torch.randint(len(BASE_KINDS), (1,), generator=g))] if arm == "base" else arm
-            # only mazes have words to caption or draw from; the arms use the whole mixture
-            name = "maze" if arm == "base" else cfg.tasks[int(torch.randint(len(cfg.tasks), (1,), generator=g))]
+            if arm == "base":  # only mazes have words to caption or draw from
+                kind, name = BASE_KINDS[int(torch.randint(len(BASE_KINDS), (1,), generator=g))], "maze"
+            else:
+                name = cfg.tasks[int(torch.randint(len(cfg.tasks), (1,), generator=g))]
             sizes = cfg.train_sizes(name)
             size = sizes[int(torch.randint(len(sizes), (1,), generator=g))]
             seed = int(torch.randint(TRAIN_SEEDS, (1,), generator=g))
