@@ -556,17 +556,17 @@ if {"direct", "interleaved"} <= set(arms):
     rows.append(Claim("interleaved reasoning >> no reasoning (paper: vs the base model)", "+34.7% avg",
                       f"{pct(a)} vs direct {pct(b)}{note}", holds))
 if ("interleaved", "none") in probe_acc:
-    base = probe_acc[("interleaved", "none")]
+    unprobed = probe_acc[("interleaved", "none")]
     n_probe = sum(len(t) for t in probe_sets.values())
     worst = max(probe_acc[("interleaved", p)] for p in ("blank", "wrong"))
-    holds, note = verdict(base, worst, n_probe)  # both probes must hurt, beyond noise
+    holds, note = verdict(unprobed, worst, n_probe)  # both probes must hurt, beyond noise
     per_task = "; ".join(f"{n} {pct(probe_acc[('interleaved', 'none', n)])} -> "
                          f"{pct(probe_acc[('interleaved', 'blank', n)])} / {pct(probe_acc[('interleaved', 'wrong', n)])}"
                          for n in probe_sets)
     rows.append(Claim("the drawn image carries the reasoning (blank/wrong image hurts)", "qualitative",
-                      f"{pct(base)} -> blank {pct(probe_acc[('interleaved', 'blank')])}, "
+                      f"{pct(unprobed)} -> blank {pct(probe_acc[('interleaved', 'blank')])}, "
                       f"wrong {pct(probe_acc[('interleaved', 'wrong')])}{note} ({per_task})",
-                      None if base == 0 else holds))
+                      None if unprobed == 0 else holds))
 if {"visual", "interleaved"} <= set(arms) and "maze" in probe_sets:
     a, b = probe_acc[("interleaved", "true", "maze")], probe_acc[("visual", "true", "maze")]
     holds, note = verdict(a, b, len(probe_sets["maze"]))
@@ -600,8 +600,8 @@ table = paper_vs_lab(rows, prof.name, "06_thinkmorph")
 # > Note: what to look for at the cpu profile (the numbers are the ones your run printed above; the
 # > trends are what our reference runs showed). Every arm learns something in distribution and none
 # > generalises to the held-out sizes: those rows, columns and pieces were never named in training.
-# > **Mazes:** the picture-drawing arms cannot yet *draw* the route: their drawn paths are never entirely
-# > right and their patch error is worse than copying the problem image. They can *use* one: swap in the
+# > **Mazes:** the picture-drawing arms cannot yet *draw* the route: their drawn paths are almost never
+# > entirely right and their patch error is worse than copying the problem image. They can *use* one: swap in the
 # > true sketch and their maze accuracy jumps several-fold (the `true` probe), and a blank picture costs the
 # > interleaved arm most of what it solves. So the bottleneck at this size is drawing, which is where the
 # > whole search happens; reading a drawn route off one cell at a time is the easy half.
