@@ -308,16 +308,14 @@ drawn = generate(base, check, max_new_tokens=4, prompts=[base_trace(t, "draw")[:
 pics = [next((s.pixels for s in d if isinstance(s, Image)), None) for d in drawn]
 
 
-def cells_right(pic, task):
-    """Share of cells whose mean colour is within 40 of the truth on every channel."""
-    if pic is None:
-        return 0.0
-    n = task.size
-    a, b = (im.astype(float).reshape(n, CELL, n, CELL, 3)[:, 1:, :, 1:].mean((1, 3)) for im in (pic, task.render()))
-    return float((np.abs(a - b).max(-1) < 40).mean())
+def cells_match(pic, truth):
+    """bool [n, n]: cells whose mean colour inside the grid lines is within 40 of the truth on every channel."""
+    n = truth.shape[0] // CELL
+    a, b = (im.astype(float).reshape(n, CELL, n, CELL, 3)[:, 1:, :, 1:].mean((1, 3)) for im in (pic, truth))
+    return np.abs(a - b).max(-1) < 40
 
 
-drew_ok = np.mean([cells_right(p, t) for p, t in zip(pics, check)])
+drew_ok = np.mean([cells_match(p, t.render()).mean() if p is not None else 0.0 for p, t in zip(pics, check)])
 print(f"base on {len(check)} unseen {cfg.maze_train[0]}x{cfg.maze_train[0]} mazes: start/goal coordinates read "
       f"right {100 * coords_ok:.0f}%, whole caption right {100 * exact:.0f}%, cells drawn right {100 * drew_ok:.0f}% "
       f"(profile={prof.name})")
@@ -408,9 +406,7 @@ def image_quality(res):
         g, t = drawn[0].astype(float) / 127.5 - 1, r.task.visual_thought().astype(float) / 127.5 - 1
         mse.append(((g - t) ** 2).mean())
         copy.append(((r.task.render() / 127.5 - 1 - t) ** 2).mean())
-        n = r.task.size  # compare the cells' interiors (the grid lines are fixed)
-        gc, tc = (im.reshape(n, CELL, n, CELL, 3)[:, 1:, :, 1:].mean((1, 3)) for im in (g, t))
-        ok = np.abs(gc - tc).max(-1) < 40 / 127.5
+        ok = cells_match(drawn[0], r.task.visual_thought())  # the cells' interiors (grid lines are fixed)
         cells.append(ok.mean())
         whole.append(ok.all())
     return len(mse), *(float(np.mean(v)) if v else float("nan") for v in (mse, copy, cells, whole))
