@@ -451,21 +451,25 @@ def make_batch_fn(arm: str, cfg: ThinkMorphConfig, device: str | torch.device = 
     return batch_fn
 
 
-def _fresh_model(cfg: ThinkMorphConfig, device) -> InterleavedTransformer:
+def _train_stage(stage: str, steps: int, cfg: ThinkMorphConfig, profile: Profile | None, progress: bool,
+                 base: dict[str, torch.Tensor] | None = None) -> tuple[InterleavedTransformer, TrainResult]:
+    """A model (seeded init, or `base` weights) trained `steps` steps on one stage's batches."""
+    device = profile.torch_device if profile is not None else torch.device("cpu")
     torch.manual_seed(cfg.seed)
-    return InterleavedTransformer(cfg.model).to(device)
+    model = InterleavedTransformer(cfg.model).to(device)
+    if base is not None:
+        model.load_state_dict(base)
+    tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup=cfg.warmup, weight_decay=0.01, progress=progress,
+                       desc=f"train {stage}")
+    result = train(model, thinkmorph_loss, make_batch_fn(stage, cfg, device), tcfg, profile=profile)
+    return model, result
 
 
 def train_base(cfg: ThinkMorphConfig, profile: Profile | None = None,
                progress: bool = True) -> tuple[InterleavedTransformer, TrainResult]:
     """The shared base stage: cfg.base_steps steps of caption + draw traces from a fresh model (the
     stand-in for the pretrained unified model the paper fine-tunes)."""
-    device = profile.torch_device if profile is not None else torch.device("cpu")
-    model = _fresh_model(cfg, device)
-    tcfg = TrainConfig(steps=cfg.base_steps, lr=cfg.lr, warmup=cfg.warmup, weight_decay=0.01,
-                       progress=progress, desc="train base")
-    result = train(model, thinkmorph_loss, make_batch_fn("base", cfg, device), tcfg, profile=profile)
-    return model, result
+    return _train_stage("base", cfg.base_steps, cfg, profile, progress)
 
 
 def train_arm(arm: str, cfg: ThinkMorphConfig, profile: Profile | None = None, progress: bool = True,
@@ -474,14 +478,7 @@ def train_arm(arm: str, cfg: ThinkMorphConfig, profile: Profile | None = None, p
     `base` (a state_dict, the same for every arm) or, when None, from a fresh init (same for every arm)."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
-    device = profile.torch_device if profile is not None else torch.device("cpu")
-    model = _fresh_model(cfg, device)
-    if base is not None:
-        model.load_state_dict(base)
-    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, weight_decay=0.01,
-                       progress=progress, desc=f"train {arm}")
-    result = train(model, thinkmorph_loss, make_batch_fn(arm, cfg, device), tcfg, profile=profile)
-    return model, result
+    return _train_stage(arm, cfg.steps, cfg, profile, progress, base)
 
 
 # ---- generation ----------------------------------------------------------------------------------------
