@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from labcore.checkpoint import load_tensors, save_tensors
+from labcore.checkpoint import clean_stale_tmp, load_tensors, save_tensors
 from labcore.runtime import Profile
+from labcore.validate import check_int, check_real
 
 LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
 
@@ -48,14 +49,53 @@ class TrainConfig:
     desc: str = "train"  # progress bar label
 
     def __post_init__(self):
-        if self.steps <= 0:
-            raise ValueError(f"steps must be > 0, got {self.steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        self.steps = check_int("steps", self.steps, lo=1)
+        self.lr = check_real("lr", self.lr, 0.0, None, lo_open=True, hi_open=True)
+        self.weight_decay = check_real("weight_decay", self.weight_decay, 0.0, None, hi_open=True)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2) in [0, 1), got {self.betas!r}")
+        self.betas = tuple(check_real(f"betas[{i}]", b, 0.0, 1.0, hi_open=True) for i, b in enumerate(self.betas))
+        self.warmup = check_int("warmup", self.warmup, lo=0)
+        self.min_lr_ratio = check_real("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        if self.grad_clip is not None:
+            self.grad_clip = check_real("grad_clip", self.grad_clip, 0.0, None, lo_open=True, hi_open=True)
+        self.eval_every = check_int("eval_every", self.eval_every, lo=0)
+        self.ckpt_every = check_int("ckpt_every", self.ckpt_every, lo=0)
+        if self.stop_at is not None:
+            self.stop_at = check_int("stop_at", self.stop_at, lo=0)
         if self.ckpt_every and not self.ckpt_dir:
             raise ValueError("ckpt_every > 0 needs ckpt_dir")
+
+
+# fields that shape the optimisation: a resumed run must use the checkpoint's values (or say override=)
+RESUME_FIELDS = ("steps", "lr", "weight_decay", "betas", "warmup", "min_lr_ratio", "grad_clip")
+
+
+def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+def check_resume_config(saved: dict[str, Any] | None, cfg: TrainConfig, override: Sequence[str] = ()) -> None:
+    """Raise ValueError naming every RESUME_FIELDS entry where cfg differs from the checkpoint's config.
+
+    Fields listed in `override` may differ (the new value wins). A checkpoint without a saved config
+    (not written by `train`) cannot be compared and is refused unless every field is overridden.
+    """
+    override = (override,) if isinstance(override, str) else tuple(override)
+    unknown = sorted(set(override) - set(RESUME_FIELDS))
+    if unknown:
+        raise ValueError(f"override must name fields of {RESUME_FIELDS}, got unknown {unknown}")
+    if not isinstance(saved, dict):
+        if set(override) != set(RESUME_FIELDS):
+            raise ValueError("the checkpoint has no saved config to compare with; pass "
+                             f"override={RESUME_FIELDS} to resume from it anyway")
+        return
+    now = _jsonable(cfg)
+    changed = [f for f in RESUME_FIELDS if f not in override and f in saved and saved[f] != now[f]]
+    if changed:
+        diffs = ", ".join(f"{f}: checkpoint {saved[f]!r} vs config {now[f]!r}" for f in changed)
+        raise ValueError(f"resume config differs from the checkpoint's in {changed} ({diffs}); use the "
+                         f"checkpoint's values, start a fresh ckpt_dir, or pass override={tuple(changed)!r}")
 
 
 @dataclass
@@ -113,7 +153,8 @@ def _state_tensors(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, to
 
 
 def _load_state(model: nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                groups: list[dict[str, Any]]) -> None:
+                groups: list[dict[str, Any]], keep: Sequence[str] = ()) -> None:
+    """Restore model, optimizer (its saved hyper-parameters, except the `keep` keys) and RNG state."""
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
@@ -123,7 +164,7 @@ def _load_state(model: nn.Module, opt: torch.optim.Optimizer, tensors: dict[str,
     saved_groups = opt.state_dict()["param_groups"]
     for group, hyper in zip(saved_groups, groups):
         group.update({k: (tuple(v) if isinstance(v, list) and k == "betas" else v)
-                      for k, v in hyper.items() if k != "params"})
+                      for k, v in hyper.items() if k != "params" and k not in keep})
     opt.load_state_dict({"state": state, "param_groups": saved_groups})
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
@@ -143,7 +184,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], LossOut],
           batch_fn: Callable[[int, int, int], Any], cfg: TrainConfig, *,
           params: Iterable[nn.Parameter] | None = None,
           eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
-          profile: Profile | None = None) -> TrainResult:
+          profile: Profile | None = None, override: Sequence[str] = ()) -> TrainResult:
     """Train `model` for cfg.steps optimizer steps.
 
     Args:
@@ -152,6 +193,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], LossOut],
         params: what to optimise (default: every parameter with requires_grad).
         eval_fn: model -> {"name": float}, called every cfg.eval_every steps and at the end.
         profile: sets autocast (bf16 on GPU); None = plain fp32.
+        override: on resume, the RESUME_FIELDS that may differ from the checkpoint's config (the new
+            values win); any other difference is a ValueError naming the fields.
     Returns:
         TrainResult with per-step loss/lr/grad_norm rows and eval rows.
     """
@@ -163,9 +206,13 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], LossOut],
     result = TrainResult()
     ckpt = Path(cfg.ckpt_dir) / "last.safetensors" if cfg.ckpt_dir else None
     start = 0
+    if ckpt is not None and rank == 0:
+        clean_stale_tmp(ckpt)  # orphans of a killed save
     if cfg.resume and ckpt is not None and ckpt.exists():
-        tensors, meta = load_tensors(ckpt)
-        _load_state(model, opt, tensors, meta["param_groups"])
+        tensors, meta = load_tensors(ckpt)  # sha256-verified against the sidecar, else ValueError
+        check_resume_config(meta.get("config"), cfg, override)
+        keep = [k for k in ("weight_decay", "betas") if k in ((override,) if isinstance(override, str) else override)]
+        _load_state(model, opt, tensors, meta["param_groups"], keep)
         start = result.start_step = int(meta["step"])
     wrapped: nn.Module = model
     if world > 1:
