@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from labcore.autodeco.soft_top_p import soft_top_p
+from labcore.validate import check_ids, check_real, check_tensor
 
 IGNORE = -100
 
@@ -23,10 +24,13 @@ def autodeco_loss(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Args: logits [B, T, V] (frozen base, detached), temperature/top_p [B, T], labels [B, T] with
     -100 on prompt/padding. Returns (L, metrics)."""
-    if not 0.0 <= easy_drop < 1.0:
-        raise ValueError(f"easy_drop must be in [0, 1), got {easy_drop}")
-    if labels.shape != logits.shape[:-1]:
-        raise ValueError(f"labels must be {tuple(logits.shape[:-1])}, got {tuple(labels.shape)}")
+    check_real("easy_drop", easy_drop, 0.0, 1.0, hi_open=True)
+    check_tensor("logits", logits, min_dim=1, kind="float")
+    lead = tuple(logits.shape[:-1])
+    check_tensor("labels", labels, shape=lead)
+    check_ids("labels", labels, logits.shape[-1], ignore=IGNORE)
+    check_tensor("temperature", temperature, shape=lead)
+    check_tensor("top_p", top_p, shape=lead)
     valid = labels != IGNORE
     if not valid.any():
         raise ValueError("labels has no valid (!= -100) position")

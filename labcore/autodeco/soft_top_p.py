@@ -2,11 +2,14 @@
 Taught in notebooks/01_autodeco.ipynb, section "Soft top-p".
 
     p = softmax(l / max(T, 1e-8));  sort p descending -> p_s;  c = cumsum(p_s)
-    m = exp(-alpha * ReLU(c - P));  unsort m;  p~ = p * m / (sum(p * m) + 1e-9)
+    m = exp(-alpha * ReLU(c - P));  unsort m;  p~ = p * m / sum(p * m)
+computed in log space, p~ = softmax(log p - alpha * ReLU(c - P)), so a large alpha or a small P cannot
+underflow every p * m to 0 (the paper's "+ 1e-9" then returned a vector summing to ~0).
 
 Hard limits (tested): alpha -> 0 gives p~ = p (plain temperature sampling); alpha -> inf keeps exactly
 the tokens whose *inclusive* cumulative mass is <= P (the "inclusive" convention below), one token fewer
-than the usual Hugging Face rule "smallest set whose mass >= P" (the "hf" convention).
+than the usual Hugging Face rule "smallest set whose mass >= P" (the "hf" convention); when even the top
+token's mass exceeds P the limit is that token alone. alpha = inf is accepted and computes this limit.
 """
 
 from __future__ import annotations
@@ -14,29 +17,27 @@ from __future__ import annotations
 import torch
 
 from kernels import resolve_backend
+from labcore.validate import as_param_tensor, check_finite, check_in_range, check_real, check_tensor
 
 CONVENTIONS = ("hf", "inclusive")
 
 
-def validate(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, alpha: float) -> None:
-    """Raise ValueError naming the argument when an input is outside its allowed range."""
-    if not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating tensor, got {logits.dtype}")
-    if logits.dim() < 1 or logits.shape[-1] < 1:
+def validate(logits: torch.Tensor, temperature, top_p, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Check every input (ValueError/TypeError naming the argument); return (temperature, top_p, alpha)
+    as tensors of shape logits.shape[:-1] (a number is broadcast) and a float."""
+    check_tensor("logits", logits, min_dim=1, kind="float")
+    if logits.shape[-1] < 1:
         raise ValueError(f"logits must be [..., V] with V >= 1, got shape {tuple(logits.shape)}")
-    for name, x in (("temperature", temperature), ("top_p", top_p)):
-        if tuple(x.shape) != tuple(logits.shape[:-1]):
-            raise ValueError(f"{name} must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}, "
-                             f"got {tuple(x.shape)}")
-    if not torch.isfinite(logits).all():
+    lead = tuple(logits.shape[:-1])
+    temperature = as_param_tensor("temperature", temperature, lead, logits)
+    top_p = as_param_tensor("top_p", top_p, lead, logits)
+    if logits.numel() and not bool(torch.isfinite(logits).all()):
         raise ValueError("logits must be finite (no NaN/inf); mask with a large negative number instead")
-    if not (temperature > 0).all() or not torch.isfinite(temperature).all():
-        raise ValueError(f"temperature must be in (0, inf), got min {float(temperature.min()):.3g}")
-    if not ((top_p > 0) & (top_p <= 1)).all():
-        raise ValueError(f"top_p must be in (0, 1], got range [{float(top_p.min()):.3g}, "
-                         f"{float(top_p.max()):.3g}]")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+    check_in_range("temperature", temperature, 0.0, None, lo_open=True)
+    check_finite("temperature", temperature)
+    check_in_range("top_p", top_p, 0.0, 1.0, lo_open=True)
+    alpha = check_real("alpha", alpha, 0.0, None, lo_open=True)  # inf allowed: the hard limit
+    return temperature, top_p, alpha
 
 
 def soft_top_p_torch(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
@@ -44,14 +45,20 @@ def soft_top_p_torch(logits: torch.Tensor, temperature: torch.Tensor, top_p: tor
     """The vectorised torch form (autograd through sort/cumsum). No validation: see soft_top_p.
     Computes in float32 at least (float64 inputs stay float64, for gradcheck)."""
     dt = torch.promote_types(logits.dtype, torch.float32)
-    p = torch.softmax(logits.to(dt) / temperature.to(dt).clamp_min(1e-8)[..., None], dim=-1)  # [..., V]
-    p_sorted, order = torch.sort(p, dim=-1, descending=True)
+    log_p = torch.log_softmax(logits.to(dt) / temperature.to(dt).clamp_min(1e-8)[..., None], dim=-1)  # [..., V]
+    p_sorted, order = torch.sort(log_p.exp(), dim=-1, descending=True)
     c = p_sorted.cumsum(-1)
-    # m = exp(-alpha * ReLU(c - P)): 1 inside the nucleus, decaying smoothly past it
-    m_sorted = torch.exp(-alpha * torch.relu(c - top_p.to(dt)[..., None]))
-    m = torch.zeros_like(m_sorted).scatter(-1, order, m_sorted)  # unsort
-    pm = p * m
-    return pm / (pm.sum(-1, keepdim=True) + 1e-9)
+    P = top_p.to(dt)[..., None]
+    if alpha == float("inf"):
+        # the limit: keep c <= P (all of it at P = 1, despite round-off in c), else the top token alone
+        keep = (c <= P) | (P >= 1)
+        keep[..., 0] = True
+        log_m_sorted = torch.zeros_like(c).masked_fill(~keep, float("-inf"))
+    else:
+        # log m = -alpha * ReLU(c - P): 0 inside the nucleus, decaying smoothly past it
+        log_m_sorted = -alpha * torch.relu(c - P)
+    log_m = torch.empty_like(log_m_sorted).scatter(-1, order, log_m_sorted)  # unsort
+    return torch.softmax(log_p + log_m, dim=-1)
 
 
 def soft_top_p(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
@@ -60,18 +67,27 @@ def soft_top_p(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Ten
 
     Args:
         logits: [..., V] finite floats.
-        temperature: [...] one value per position, in (0, inf) (AutoDeco's head gives (0, 2)).
-        top_p: [...] one value per position, in (0, 1].
-        alpha: sharpness > 0 (paper: 30).
+        temperature: [...] one value per position, in (0, inf) (AutoDeco's head gives (0, 2)), or a number.
+        top_p: [...] one value per position, in (0, 1], or a number.
+        alpha: sharpness in (0, inf] (paper: 30); inf is the hard (inclusive) limit.
         backend: "auto" | "torch" | "triton" (forward in Triton, backward through the torch form).
     Returns:
         p~ [..., V] in float32 (float64 for float64 logits).
     """
-    validate(logits, temperature, top_p, alpha)
-    if resolve_backend(backend, logits) == "triton":
+    temperature, top_p, alpha = validate(logits, temperature, top_p, alpha)
+    if not logits.numel():
+        return torch.empty(logits.shape, dtype=torch.promote_types(logits.dtype, torch.float32),
+                           device=logits.device)
+    # the kernel keeps the paper's "+ 1e-9" (p * m / (sum + 1e-9)) and has no alpha = inf branch: its
+    # output is renormalised here (the backward is unchanged, it already sums to 1), and rows where
+    # sum(p * m) underflowed (big alpha, small P) fall back to the log-space torch form
+    if alpha != float("inf") and resolve_backend(backend, logits) == "triton":
         from kernels.soft_top_p import soft_top_p_triton
 
-        return soft_top_p_triton(logits, temperature, top_p, alpha)
+        out = soft_top_p_triton(logits, temperature, top_p, alpha)
+        total = out.sum(-1, keepdim=True)
+        if bool((total > 1e-3).all()):
+            return out / total
     return soft_top_p_torch(logits, temperature, top_p, alpha)
 
 
@@ -80,7 +96,8 @@ def top_p_mask(probs: torch.Tensor, top_p: torch.Tensor, convention: str = "hf")
 
     convention="hf": the smallest set whose mass >= P (keep a token if the mass *before* it is < P);
     the top token is always kept. convention="inclusive": keep tokens whose inclusive cumulative mass
-    is <= P (the alpha -> inf limit of soft top-p; may keep nothing if P < max prob).
+    is <= P (the alpha -> inf limit of soft top-p), but at least the top token (the limit when P < max
+    prob) and everything at P = 1.
     Ties are broken by torch.sort's order.
     """
     if convention not in CONVENTIONS:
@@ -88,14 +105,18 @@ def top_p_mask(probs: torch.Tensor, top_p: torch.Tensor, convention: str = "hf")
     p_sorted, order = torch.sort(probs, dim=-1, descending=True)
     c = p_sorted.cumsum(-1)
     P = top_p[..., None]
-    keep_sorted = (c - p_sorted) < P if convention == "hf" else c <= P
+    if convention == "hf":
+        keep_sorted = (c - p_sorted) < P
+    else:
+        keep_sorted = (c <= P) | (P >= 1)
+        keep_sorted[..., 0] = True
     return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
 
 
 def hard_top_p(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
                convention: str = "hf") -> torch.Tensor:
     """Temperature, then hard top-p, renormalised: the distribution decoding samples from."""
-    validate(logits, temperature, top_p, 1.0)
+    temperature, top_p, _ = validate(logits, temperature, top_p, 1.0)
     p = torch.softmax(logits.float() / temperature.float()[..., None], dim=-1)
     kept = p * top_p_mask(p, top_p.float(), convention)
-    return kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
+    return kept / kept.sum(-1, keepdim=True)  # never 0: both conventions keep the top token

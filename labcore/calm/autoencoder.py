@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labcore.nn import RMSNorm, SwiGLU
+from labcore.validate import check_ids, check_int, check_nonempty, check_real, check_tensor
 
 
 class ResidualSwiGLU(nn.Module):
@@ -56,10 +57,8 @@ class CALMAutoencoder(nn.Module):
         super().__init__()
         for name, val in (("vocab_size", vocab_size), ("chunk_len", chunk_len),
                           ("latent_dim", latent_dim), ("d_model", d_model)):
-            if val <= 0:
-                raise ValueError(f"{name} must be > 0, got {val}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            check_int(name, val, lo=1)
+        check_real("dropout", dropout, 0.0, 1.0, hi_open=True)
         if kl_weight < 0 or kl_floor < 0:
             raise ValueError(f"kl_weight and kl_floor must be >= 0, got {kl_weight}, {kl_floor}")
         K, d = chunk_len, d_model
@@ -81,8 +80,10 @@ class CALMAutoencoder(nn.Module):
         nn.init.normal_(self.emb.weight, 0.0, 0.02)
 
     def _check_ids(self, ids: torch.Tensor) -> None:
+        check_tensor("ids", ids)
         if ids.dim() != 2:
             raise ValueError(f"ids must be [B, T], got shape {tuple(ids.shape)}")
+        check_ids("ids", ids, self.vocab_size)
         if ids.shape[1] == 0 or ids.shape[1] % self.chunk_len:
             raise ValueError(f"T must be a positive multiple of chunk_len={self.chunk_len}, "
                              f"got T={ids.shape[1]}")
@@ -111,6 +112,7 @@ class CALMAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, C, latent] -> logits [B, C*K, vocab] through the tied embedding matrix."""
+        check_tensor("z", z, kind="float")
         if z.dim() != 3 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z must be [B, C, {self.latent_dim}], got shape {tuple(z.shape)}")
         B, C, _ = z.shape
@@ -130,6 +132,7 @@ class CALMAutoencoder(nn.Module):
     def loss(self, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """K * mean token CE + kl_weight * clipped KL (variational), or K * CE alone (plain AE)."""
         mu, log_sigma = self.posterior(ids)
+        check_nonempty("ids", ids.shape[0], "B")  # an empty mean is NaN
         if self.variational:
             z = mu + log_sigma.exp() * torch.randn_like(mu)  # reparameterised draw
             z = F.dropout(z, self.dropout, self.training)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from labcore.validate import check_ids, check_int, check_nonempty, check_tensor
+
 
 def brier_estimate(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Elementwise 1{x1 = y} + 1{x2 = y} - 1{x1 = x2} as float (same shapes in, same shape out)."""
@@ -31,8 +33,10 @@ def brier_estimate(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor) -> torch
 
 def brier_exact(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Closed form 2 p(y) - sum_x p(x)^2 for probs [..., V] and targets y [...] (the estimate's mean)."""
+    check_tensor("probs", probs, min_dim=1, kind="float")
     if probs.shape[:-1] != y.shape:
         raise ValueError(f"probs [..., V] and y [...] disagree: {tuple(probs.shape)} vs {tuple(y.shape)}")
+    check_ids("y", y, probs.shape[-1])
     return 2 * probs.gather(-1, y[..., None]).squeeze(-1) - probs.pow(2).sum(-1)
 
 
@@ -60,7 +64,9 @@ def brier_lm(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor, max_n: int = 4
     if x1.dim() != 2 or not (x1.shape == x2.shape == y.shape):
         raise ValueError(f"x1, x2, y must all be [B, T], got {tuple(x1.shape)}, {tuple(x2.shape)}, "
                          f"{tuple(y.shape)}")
-    if not 1 <= max_n <= y.shape[1]:
+    check_nonempty("x1, x2, y", y.shape[0], "B")  # an empty mean is NaN
+    max_n = check_int("max_n", max_n, lo=1, hi=max(1, y.shape[1]))
+    if max_n > y.shape[1]:
         raise ValueError(f"max_n must be in [1, T={y.shape[1]}], got {max_n}")
     out: dict[str, float] = {}
     prod, strict = 1.0, 1.0

@@ -12,8 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labcore.validate import check_nonempty, check_tensor
+
 
 def _check(samples: torch.Tensor, targets: torch.Tensor) -> None:
+    check_tensor("samples", samples, kind="float")
+    check_tensor("targets", targets, kind="float")
     if samples.dim() != 3 or targets.dim() != 3:
         raise ValueError(f"samples [N, B, D] and targets [M, B, D] must be 3-D, got "
                          f"{tuple(samples.shape)} and {tuple(targets.shape)}")
@@ -22,6 +26,7 @@ def _check(samples: torch.Tensor, targets: torch.Tensor) -> None:
     if targets.shape[0] < 1 or samples.shape[1:] != targets.shape[1:]:
         raise ValueError(f"targets must be [M >= 1, B, D] matching samples' [B, D] = "
                          f"{tuple(samples.shape[1:])}, got {tuple(targets.shape)}")
+    check_nonempty("samples", samples.shape[1], "B")
 
 
 def energy_score_loss(samples: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

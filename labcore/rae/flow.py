@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from labcore.validate import check_choice, check_finite, check_in_range, check_int, check_real
+
 Model = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 
 __all__ = ["interpolate", "velocity_target", "shift_factor", "shift_timesteps", "sample_t",
@@ -34,6 +36,7 @@ def interpolate(x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Te
         raise ValueError(f"x and eps must have the same shape, got {tuple(x.shape)} and {tuple(eps.shape)}")
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must be [B] with B={x.shape[0]}, got shape {tuple(t.shape)}")
+    check_finite("t", t)  # t outside [0, 1] extrapolates the line (finite differences use it)
     tb = _bcast(t, x)
     return (1 - tb) * x + tb * eps
 
@@ -45,8 +48,8 @@ def velocity_target(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 
 def shift_factor(latent_dim: int, base_dim: int) -> float:
     """a = sqrt(m / n): m = tokens x channels of the latent, n = the base dimension of the schedule."""
-    if latent_dim <= 0 or base_dim <= 0:
-        raise ValueError(f"latent_dim and base_dim must be > 0, got {latent_dim} and {base_dim}")
+    latent_dim = check_int("latent_dim", latent_dim, lo=1)
+    base_dim = check_int("base_dim", base_dim, lo=1)
     return math.sqrt(latent_dim / base_dim)
 
 
@@ -56,8 +59,10 @@ def shift_timesteps(t: torch.Tensor, latent_dim: int, base_dim: int) -> torch.Te
     a > 1 pushes t toward 1 (more noise): a high-dimensional latent keeps more signal at equal t, so it
     needs more noise to be destroyed as much. Monotone, t' (0) = 0, t' (1) = 1; a = 1 is the identity.
     """
-    if torch.is_tensor(t) and t.numel() and (t.min() < 0 or t.max() > 1):
-        raise ValueError(f"t must be in [0, 1], got [{float(t.min())}, {float(t.max())}]")
+    if torch.is_tensor(t):
+        check_in_range("t", t, 0.0, 1.0)  # NaN is outside [0, 1] too
+    else:
+        t = check_real("t", t, 0.0, 1.0)
     a = shift_factor(latent_dim, base_dim)
     return a * t / (1 + (a - 1) * t)
 
@@ -65,6 +70,8 @@ def shift_timesteps(t: torch.Tensor, latent_dim: int, base_dim: int) -> torch.Te
 def sample_t(batch: int, generator: torch.Generator | None = None, dist: str = "uniform",
              device: str | torch.device = "cpu") -> torch.Tensor:
     """Training times [batch]: "uniform" U(0, 1) (paper) or "logit_normal" sigmoid(N(0, 1)) (later code)."""
+    batch = check_int("batch", batch, lo=0)
+    check_choice("dist", dist, ("uniform", "logit_normal"))
     if dist == "uniform":
         t = torch.rand(batch, generator=generator)
     elif dist == "logit_normal":
@@ -98,10 +105,8 @@ def flow_matching_loss(model: Model, x: torch.Tensor, cond: Any = None, *,
 def time_grid(steps: int, latent_dim: int | None = None, base_dim: int | None = None,
               t_end: float = 0.0) -> torch.Tensor:
     """steps + 1 times from 1 down to t_end (uniform), shifted when latent_dim and base_dim are given."""
-    if steps <= 0:
-        raise ValueError(f"steps must be > 0, got {steps}")
-    if not 0.0 <= t_end < 1.0:
-        raise ValueError(f"t_end must be in [0, 1), got {t_end}")
+    steps = check_int("steps", steps, lo=1)
+    t_end = check_real("t_end", t_end, 0.0, 1.0, hi_open=True)
     grid = torch.linspace(1.0, t_end, steps + 1, dtype=torch.float64)
     if latent_dim is not None and base_dim is not None:
         grid = shift_timesteps(grid, latent_dim, base_dim)
@@ -128,8 +133,7 @@ def euler_sample(model: Model, noise: torch.Tensor, steps: int = 50, cond: Any =
     x_{t_next} = x_t + (t_next - t) v(x_t, t). With null_cond and cfg_scale != 1, v is guided.
     Returns the sample (and the list of intermediate x when return_trajectory).
     """
-    if cfg_scale < 0:
-        raise ValueError(f"cfg_scale must be >= 0, got {cfg_scale}")
+    cfg_scale = check_real("cfg_scale", cfg_scale, 0.0, None, hi_open=True)
     grid = time_grid(steps, latent_dim, base_dim, t_end).to(noise.device)
     x = noise
     traj = [x]
