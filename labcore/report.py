@@ -23,9 +23,17 @@ def markdown_table(rows: list[Claim], profile: str) -> str:
     return "\n".join(lines)
 
 
-def paper_vs_lab(rows: list[Claim], profile: str, chapter: str) -> str:
+class Table(str):
+    """The markdown of a table that is already displayed: as a cell's last expression it shows nothing
+    more (a plain str would be echoed a second time, escaped)."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def paper_vs_lab(rows: list[Claim], profile: str, chapter: str) -> Table:
     """Display the table in the notebook (tagged so the course runner can find it) and return it."""
-    md = markdown_table(rows, profile)
+    md = Table(markdown_table(rows, profile))
     try:
         from IPython.display import Markdown, display
 
