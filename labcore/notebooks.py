@@ -86,6 +86,11 @@ def sync(stems: list[str] | None = None) -> None:
         print(f"synced notebooks/{stem}.ipynb")
 
 
+def _one_line(e: BaseException, width: int = 160) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def check() -> list[str]:
     """Problems with the committed notebooks (empty list = clean)."""
     import jupytext
@@ -93,8 +98,13 @@ def check() -> list[str]:
 
     problems = []
     for ipynb in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
-        nb = nbformat.read(ipynb, as_version=4)
         name = f"notebooks/{ipynb.name}"
+        try:
+            nb = nbformat.read(ipynb, as_version=4)
+        except Exception as e:  # invalid JSON / not a notebook: one line, not a traceback
+            problems.append(f"{name}: cannot be read ({type(e).__name__}: {_one_line(e)}); "
+                            f"rebuild it with `python -m labcore nb sync {ipynb.stem}`")
+            continue
         if not any("parameters" in _tags(c) for c in nb.cells):
             problems.append(f"{name}: no cell tagged 'parameters' (papermill needs one)")
         for i, cell in enumerate(nb.cells):
@@ -107,7 +117,11 @@ def check() -> list[str]:
         if not py.exists():
             problems.append(f"{name}: no paired {py.name} (jupytext py:percent)")
             continue
-        paired = jupytext.read(py)
+        try:
+            paired = jupytext.read(py)
+        except Exception as e:
+            problems.append(f"{name}: its {py.name} cannot be read ({type(e).__name__}: {_one_line(e)})")
+            continue
         ours = [(c.cell_type, c.source.strip()) for c in nb.cells]
         theirs = [(c.cell_type, c.source.strip()) for c in paired.cells]
         if ours != theirs:

@@ -32,6 +32,8 @@ def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
 def _inside(x: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
     if math.isnan(x):
         return False
+    if math.isinf(x) and ((x > 0 and hi is None and hi_open) or (x < 0 and lo is None and lo_open)):
+        return False  # an open end at infinity excludes infinity itself
     if lo is not None and (x <= lo if lo_open else x < lo):
         return False
     if hi is not None and (x >= hi if hi_open else x > hi):
@@ -55,7 +57,7 @@ def check_real(name: str, value: Any, lo: float | None = None, hi: float | None 
                lo_open: bool = False, hi_open: bool = False) -> float:
     """A real number (not bool, not a tensor of many values) in the interval; NaN is always refused.
 
-    Infinity passes only when the interval allows it (hi=None, hi_open=False means up to +inf included).
+    hi=None means no upper bound: hi_open=False lets +inf through, hi_open=True refuses it (same for lo).
     """
     if torch.is_tensor(value) and value.numel() == 1 and not value.is_complex():
         value = value.item()

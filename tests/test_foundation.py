@@ -178,3 +178,49 @@ def test_notebook_cell_ids_follow_content():
     assert a == ids(["x = 1", "y = 2", "x = 1"]), "same content must give the same ids on every sync"
     assert len(set(a)) == 3, "repeated cells still need distinct ids"
     assert [b[0], b[2], b[3]] == a, "inserting a cell must not change the other cells' ids"
+
+
+def test_text_files_bad_inputs_name_the_file(tmp_path):
+    (tmp_path / "a.txt").write_text("hello world")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert from_text_files(str(tmp_path / "a.txt"))["text"] == ["hello world"]  # a str is one path
+    assert from_text_files(tmp_path / "a.txt")["text"] == ["hello world"]
+    with pytest.raises(ValueError, match=r"empty\.txt is empty"):
+        from_text_files([tmp_path / "a.txt", tmp_path / "empty.txt"])
+    with pytest.raises(ValueError, match=r"bin\.txt looks binary"):
+        from_text_files([tmp_path / "bin.txt"])
+    with pytest.raises(ValueError, match=r"latin1\.txt is not UTF-8"):
+        from_text_files([tmp_path / "latin1.txt"])
+    with pytest.raises(ValueError, match="paths is empty"):
+        from_text_files([])
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "x.txt").write_text("one")
+    (folder / "sub" / "y.txt").write_text("two")
+    (folder / "notes.md").write_text("not read")
+    assert sorted(from_text_files(folder)["text"]) == ["one", "two"]  # a folder = its *.txt files
+    (tmp_path / "nothing_here").mkdir()
+    with pytest.raises(ValueError, match="holds no"):
+        from_text_files(tmp_path / "nothing_here")
+
+
+def test_from_hub_offline_fails_fast_with_pointer(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match="stdlib_prose"):
+        from_hub("wikitext", name="wikitext-2-raw-v1")  # `name` is the config, not a clash
+    assert time.monotonic() - t0 < 2
+
+
+def test_nb_check_reports_corrupt_notebook_in_one_line(tmp_path, monkeypatch):
+    from labcore import notebooks
+
+    (tmp_path / "01_x.ipynb").write_text("{not json")
+    (tmp_path / "01_x.py").write_text("# %%\nx = 1\n")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path)
+    problems = notebooks.check()
+    assert len(problems) == 1 and "01_x.ipynb: cannot be read" in problems[0] and "\n" not in problems[0]

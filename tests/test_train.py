@@ -81,7 +81,11 @@ def test_lr_schedule_warmup_then_cosine():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(steps=0), "steps"), (dict(steps=1, lr=0), "lr"), (dict(steps=1, grad_clip=-1), "grad_clip"),
-    (dict(steps=1, ckpt_every=1), "ckpt_dir")])
+    (dict(steps=1, ckpt_every=1), "ckpt_dir"), (dict(steps=2, lr=float("nan")), "lr"),
+    (dict(steps=2, lr=float("inf")), "lr"), (dict(steps=2.5), "steps"),
+    (dict(steps=2, weight_decay=-1.0), "weight_decay"),
+    (dict(steps=2, betas=(1.5, 0.9)), "betas"), (dict(steps=2, warmup=-1), "warmup"),
+    (dict(steps=2, min_lr_ratio=2.0), "min_lr_ratio"), (dict(steps=2, grad_clip=float("nan")), "grad_clip")])
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
