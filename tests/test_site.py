@@ -120,7 +120,8 @@ def test_runner_always_reports(tmp_path):
     results = {r["chapter"]: r for r in course.run_course("smoke", out, chapters=chapters, notebook_dir=nbdir,
                                                         timeout=20)}
     assert results["a_ok"]["ok"] and results["a_ok"]["tables"]
-    assert not results["b_raises"]["ok"] and "ValueError: top_p must be in (0, 1], got 7" in results["b_raises"]["error"]
+    assert not results["b_raises"]["ok"]
+    assert "ValueError: top_p must be in (0, 1], got 7" in results["b_raises"]["error"]
     assert not results["c_not_json"]["ok"] and results["c_not_json"]["error"]
     assert not results["d_hangs"]["ok"] and "timed out after 20 s" in results["d_hangs"]["error"]
     assert results["d_hangs"]["seconds"] < 60
