@@ -11,7 +11,8 @@ Three launches, as fla splits its chunk kernels, so that only the state recurren
    O = (Q e^G) S + tril(Aqk) V'.
 Intermediates are fp32 buffers padded to whole chunks: a padded row loads k = 0, g = 0, beta = 0, so it
 writes nothing and decays nothing. The backward pass recomputes through the torch form
-(labcore.kda.chunk.chunk_kda_torch). Reference: labcore.kda.naive.recurrent_kda.
+(labcore.kda.chunk.chunk_kda_triton holds that autograd Function and dispatch). Reference:
+labcore.kda.naive.recurrent_kda. Launchers only: this file imports nothing from labcore.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch
 import triton
 import triton.language as tl
 
-from labcore.kda.chunk import chunk_kda_torch
-from labcore.kda.naive import check_inputs
+# each token's g is floored here: exp(-40) = 4e-18 is zero at fp32 precision, and a finite floor keeps the
+# chunk's cumsum from subtracting -inf from -inf (NaN) when a channel forgets everything (g = -inf)
+G_FLOOR = tl.constexpr(-40.0)
 
 
 @triton.jit
@@ -47,7 +49,8 @@ def kda_chunk_prep_kernel(q, k, v, g, beta, qd, kt, dl, w, u, aqk, scale, T,
         m_tk = m_t[:, None] & m_k[None, :]
         b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32) * scale
         b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_G = tl.cumsum(tl.load(g + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32), 0)
+        b_g = tl.load(g + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_G = tl.cumsum(tl.maximum(b_g, G_FLOOR), 0)  # floored: see G_FLOOR
         # exp(G_i - G_j) for j <= i; the difference is zeroed above the diagonal *before* exp
         b_d = tl.where(m_causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], 0.0)  # [BT, BT, BK]
         b_e = tl.where(m_causal[:, :, None], tl.exp(b_d), 0.0)
@@ -74,7 +77,8 @@ def kda_chunk_prep_kernel(q, k, v, g, beta, qd, kt, dl, w, u, aqk, scale, T,
         m_k = o_k < K
         m_tk = m_t[:, None] & m_k[None, :]
         b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_G = tl.cumsum(tl.load(g + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32), 0)
+        b_g = tl.load(g + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_G = tl.cumsum(tl.maximum(b_g, G_FLOOR), 0)  # floored: see G_FLOOR
         b_w = tl.dot(b_X, b_k * tl.exp(b_G) * b_beta[:, None], input_precision="ieee")  # [BT, BK]
         tl.store(w + prow[:, None] * K + o_k[None, :], b_w, mask=m_k[None, :])
     for i_v in range(0, tl.cdiv(V, BV)):  # U = X diag(beta) V
@@ -165,43 +169,3 @@ def chunk_kda_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Te
     kda_chunk_out_kernel[(NT, B * H, triton.cdiv(V, BV))](qd, hs, aqk, vn, o, T, H=H, K=K, V=V, BT=BT, BK=BK,
                                                           BV=BV)
     return o, (ht if output_final_state else None)
-
-
-class ChunkKDAFunction(torch.autograd.Function):
-    """Triton forward; backward recomputes the torch chunkwise form and differentiates it."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, g, beta, initial_state, scale):
-        o, ht = chunk_kda_fwd(q, k, v, g, beta, scale, initial_state, True)
-        ctx.save_for_backward(q, k, v, g, beta, initial_state)
-        ctx.scale = scale
-        return o, ht
-
-    @staticmethod
-    def backward(ctx, do, dht):
-        saved = ctx.saved_tensors
-        with torch.enable_grad():
-            leaves = [x.detach().requires_grad_(x.requires_grad) if x is not None else None for x in saved]
-            o, ht = chunk_kda_torch(*leaves[:5], scale=ctx.scale, initial_state=leaves[5],
-                                    output_final_state=True)
-            need = [x for x in leaves if x is not None and x.requires_grad]
-            grads = iter(torch.autograd.grad((o, ht), need, (do, dht), allow_unused=True))
-        return (*[next(grads) if x is not None and x.requires_grad else None for x in leaves], None)
-
-
-def chunk_kda_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
-                     scale: float | None = None, initial_state: torch.Tensor | None = None,
-                     output_final_state: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise KDA with the Triton forward (same arguments and results as labcore.kda.chunk_kda).
-
-    q, k, g: [B, T, H, K]; v: [B, T, H, V]; beta: [B, T, H]; initial_state: [B, H, K, V].
-    Differentiable (backward through the torch form); without gradients only the kernel runs.
-    """
-    check_inputs(q, k, v, g, beta, initial_state)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    needs_grad = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
-    if needs_grad:
-        o, ht = ChunkKDAFunction.apply(q, k, v, g, beta, initial_state, scale)
-        return o, (ht if output_final_state else None)
-    return chunk_kda_fwd(q, k, v, g, beta, scale, initial_state, output_final_state)

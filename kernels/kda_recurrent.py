@@ -2,7 +2,8 @@
 
 One program per (batch x head, block of value columns) keeps its slice of S [K, BV] in registers and
 runs the recurrence over the given tokens (T = 1 when decoding): decay, delta-rule write, read.
-Reference: labcore.kda.naive.recurrent_kda (used instead whenever gradients are needed).
+Reference: labcore.kda.naive.recurrent_kda; the dispatch (input checks, the torch form whenever gradients
+are needed) is labcore.kda.fused.fused_recurrent_kda. Launchers only: nothing here imports labcore.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from labcore.kda.naive import check_inputs, recurrent_kda
 
 
 @triton.jit
@@ -58,20 +57,3 @@ def fused_recurrent_kda_fwd(q, k, v, g, beta, scale: float, initial_state, outpu
     kda_recurrent_fwd_kernel[grid](q, k, v, g, beta, h0, o, ht, scale, T, H=H, K=K, V=V, BK=BK, BV=BV,
                                    USE_H0=initial_state is not None, STORE_HT=output_final_state)
     return o, (ht if output_final_state else None)
-
-
-def fused_recurrent_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
-                        beta: torch.Tensor, scale: float | None = None,
-                        initial_state: torch.Tensor | None = None,
-                        output_final_state: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Recurrent KDA with the Triton kernel (inference); same arguments and results as recurrent_kda.
-
-    q, k, g: [B, T, H, K]; v: [B, T, H, V]; beta: [B, T, H]; initial_state: [B, H, K, V].
-    Forward only: when gradients are needed it runs the torch reference instead.
-    """
-    check_inputs(q, k, v, g, beta, initial_state)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if torch.is_grad_enabled() and any(x is not None and x.requires_grad
-                                       for x in (q, k, v, g, beta, initial_state)):
-        return recurrent_kda(q, k, v, g, beta, scale, initial_state, output_final_state)
-    return fused_recurrent_kda_fwd(q, k, v, g, beta, scale, initial_state, output_final_state)

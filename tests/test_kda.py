@@ -8,7 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from labcore.data.synthetic import IGNORE, mqar, palindrome, to_dataset
-from labcore.kda import KDACache, KimiDeltaAttention, ScalarGatedDeltaNet, chunk_kda, kda_gate, recurrent_kda
+from labcore.kda import (
+    KDACache,
+    KimiDeltaAttention,
+    ScalarGatedDeltaNet,
+    chunk_kda,
+    kda_gate,
+    naive_chunk_kda,
+    recurrent_kda,
+)
+from labcore.kda.gate import init_A_log, init_dt_bias
 from labcore.testing import assert_close
 
 # Both paths run in fp32 and we measure ~1e-6 on outputs/states and ~1e-6..1e-5 on gradients; the
@@ -48,6 +57,66 @@ def test_chunk(B, T, H, K, V, C):
     assert_close("final state", S_ref, S, TOL)
     for name, a, b in zip(("dq", "dk", "dv", "dg", "dbeta", "dh0"), grads_ref, grads, strict=True):
         assert_close(name, a, b, TOL)
+
+
+def assert_all_close(ref, out, tol=TOL):
+    for name, a, b in zip(("o", "final state", "dq", "dk", "dv", "dg", "dbeta", "dh0"),
+                          (ref[0], ref[1], *ref[2]), (out[0], out[1], *out[2]), strict=True):
+        assert_close(name, a, b, tol)
+
+
+@pytest.mark.parametrize("gate", ["layer_init", "trained", "mild"])
+def test_chunk_matches_naive_chunk_and_recurrent_on_realistic_gates(gate):
+    # the gates of issue 14: what KimiDeltaAttention feeds at init (some channels decay by e^-100 per
+    # chunk), a trained layer's (mostly near 0), and a mild U(-1, 0)
+    B, T, H, K, V = 1, 150, 2, 16, 16
+    inputs = make_inputs(B, T, H, K, V)
+    inputs[3] = {"layer_init": lambda: kda_gate(torch.randn(B, T, H, K), init_A_log(H), init_dt_bias(H * K)),
+                 "trained": lambda: F.logsigmoid(torch.randn(B, T, H, K) + 4),
+                 "mild": lambda: -torch.rand(B, T, H, K)}[gate]()
+    fast = run_both(chunk_kda, inputs, chunk_size=64)
+    assert_all_close(run_both(naive_chunk_kda, inputs, chunk_size=64), fast)
+    assert_all_close(run_both(recurrent_kda, inputs), fast)
+
+
+@pytest.mark.parametrize("C", [64, 16, 10])
+def test_chunk_minus_inf_gate_is_the_recurrent_result(C):
+    # g = -inf: the channel forgets everything (exp(-inf) = 0 in the recurrence); all -inf too
+    inputs = make_inputs(1, 70, 2, 16, 16)
+    inputs[3][:, 5:9, :, 3] = -float("inf")
+    inputs[3][:, 40, 1] = -float("inf")  # every channel of one head at one token
+    assert_all_close(run_both(recurrent_kda, inputs), run_both(chunk_kda, inputs, chunk_size=C))
+    inputs[3] = torch.full_like(inputs[3], -float("inf"))
+    o_ref, S_ref, _ = run_both(recurrent_kda, inputs)
+    o, S, grads = run_both(chunk_kda, inputs, chunk_size=C)
+    assert_close("o, g all -inf", o_ref, o, TOL)
+    assert_close("final state, g all -inf", S_ref, S, TOL)
+    assert all(torch.isfinite(x).all() for x in grads), "gradients must stay finite with g = -inf"
+
+
+@pytest.mark.parametrize("fn", [recurrent_kda, chunk_kda, naive_chunk_kda])
+def test_nan_in_g_or_beta_raises(fn):
+    q, k, v, g, beta, _ = make_inputs(1, 8, 2, 4, 4)
+    g[0, 3, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="g contains NaN"):
+        fn(q, k, v, g, beta)
+    g = torch.zeros_like(g)
+    beta[0, 5, 0] = float("nan")
+    with pytest.raises(ValueError, match="beta contains NaN"):
+        fn(q, k, v, g, beta)
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 2, 4, 4), (1, 5, 0, 4, 4), (2, 5, 2, 0, 4), (2, 5, 2, 4, 0)],
+                         ids=["B0", "H0", "K0", "V0"])
+def test_empty_shapes(shape):
+    B, T, H, K, V = shape
+    q, k, v, g, beta, S0 = make_inputs(B, T, H, K, V)
+    for fn in (recurrent_kda, chunk_kda, naive_chunk_kda):
+        o, S = fn(q, k, v, g, beta, initial_state=S0, output_final_state=True)
+        assert o.shape == (B, T, H, V) and not o.any(), f"{fn.__name__}: o must be zeros of shape {shape}"
+        assert S.shape == (B, H, K, V) and torch.equal(S, S0), fn.__name__
+    with pytest.raises(ValueError, match="sequence length T"):
+        chunk_kda(*make_inputs(1, 0, 1, 4, 4, h0=False)[:5])
 
 
 def test_chunk_strong_decay_matches_recurrent():
@@ -126,6 +195,12 @@ def test_kda_gate():
         kda_gate(raw, torch.randn(H + 1))
     with pytest.raises(ValueError, match="dt_bias"):
         kda_gate(raw, A_log, torch.randn(5))
+    # extreme parameters saturate instead of giving NaN (0 * inf): huge rate with zero step, zero rate
+    # with infinite step
+    raw = torch.tensor([-1e4, 0.0, 1e4, float("inf"), -float("inf")]).view(1, 5, 1, 1).expand(1, 5, H, K)
+    for a in (1e3, 80.0, -float("inf"), float("inf")):
+        g = kda_gate(raw, torch.full((H,), a))
+        assert not g.isnan().any() and (g <= 0).all(), f"kda_gate gave NaN/positive for A_log={a}"
 
 
 @pytest.mark.parametrize("cls", [KimiDeltaAttention, ScalarGatedDeltaNet])
@@ -146,6 +221,8 @@ def test_layer_decode_equals_full_forward(cls):
     assert_close("decoded state", cache_full.state, cache.state, 1e-5)
     assert cache.seen_tokens == 13 and c_rest.seen_tokens == 13
     assert layer(x)[1] is None, "use_cache=False must return None as the cache"
+    with pytest.raises(ValueError, match="batch size 2"):
+        layer(x[:1, :1], cache=cache, use_cache=True)
 
 
 def test_cache_contract():

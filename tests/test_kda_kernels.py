@@ -18,8 +18,8 @@ if not torch.cuda.is_available():
         pytest.skip("set TRITON_INTERPRET=1 before importing triton to test kernels on CPU",
                     allow_module_level=True)
 
-from kernels.kda_chunk import chunk_kda_triton  # noqa: E402
-from kernels.kda_recurrent import fused_recurrent_kda  # noqa: E402
+from labcore.kda.chunk import chunk_kda_triton  # noqa: E402
+from labcore.kda.fused import fused_recurrent_kda  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # fp32 kernels (tl.dot in IEEE precision) vs fp32 torch: we measure ~2e-7; 1e-4 leaves room for a
@@ -56,6 +56,35 @@ def test_chunk_kernel_strong_decay_and_dispatch():
     assert none is None
     assert_close("o (g down to -20)", o_ref, o, TOL)
     assert torch.isfinite(chunk_kda_triton(*inputs(1, 300, 1, 16, 16, g_min=-20.0, h0=False)[:5])[0]).all()
+
+
+def test_kernels_are_a_leaf():
+    # labcore imports kernels, never the reverse (issue 16)
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "kernels"
+    for name in ("kda_chunk.py", "kda_recurrent.py"):
+        tree = ast.parse((root / name).read_text())
+        mods = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in mods if m.split(".")[0] == "labcore"], f"kernels/{name} imports labcore: {mods}"
+
+
+@pytest.mark.parametrize("all_inf", [False, True])
+def test_minus_inf_gate_in_kernels(all_inf):
+    # g = -inf forgets the channel: both kernels must give the recurrent result, not NaN
+    q, k, v, g, beta, S0 = inputs(1, 37, 2, 16, 16)
+    if all_inf:
+        g = torch.full_like(g, -float("inf"))
+    else:
+        g[:, 3:7, :, 2] = -float("inf")
+        g[:, 20, 1] = -float("inf")
+    o_ref, S_ref = recurrent_kda(q, k, v, g, beta, initial_state=S0, output_final_state=True)
+    for fn in (chunk_kda_triton, fused_recurrent_kda):
+        o, S = fn(q, k, v, g, beta, initial_state=S0, output_final_state=True)
+        assert_close(f"{fn.__name__} o", o_ref, o, TOL)
+        assert_close(f"{fn.__name__} final state", S_ref, S, TOL)
 
 
 def test_chunk_kernel_gradients():
@@ -97,7 +126,10 @@ def test_layer_decodes_with_triton_backend():
 
 
 def test_exercise_checker_passes_a_solution_and_fails_a_bug(capsys):
-    from kernels.exercises import KDA_DECODE_STEP, check
+    try:  # the exercises are moving from kernels/ to labcore/ (another change in flight)
+        from labcore.exercises import KDA_DECODE_STEP, check
+    except ImportError:
+        from kernels.exercises import KDA_DECODE_STEP, check
 
     def solution(q, k, v, g, beta, S):  # the chapter's fused recurrent kernel, one token
         o, S_new = fused_recurrent_kda(q[:, None], k[:, None], v[:, None], g[:, None], beta[:, None],
@@ -111,6 +143,6 @@ def test_exercise_checker_passes_a_solution_and_fails_a_bug(capsys):
     assert not check(forgets_to_decay, KDA_DECODE_STEP, device=DEVICE)
     assert not check(lambda *a: None, KDA_DECODE_STEP, device=DEVICE)
     out = capsys.readouterr().out
-    assert "not done yet" in out and "yours o:" in out and "FAIL" in out
+    assert "not done yet" in out and "o: Tensor" in out and "yours" in out and "FAIL" in out
     with pytest.raises(ValueError, match="nelem keys"):
         check(solution, KDA_DECODE_STEP, nelem={"T": 3})

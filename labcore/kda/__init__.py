@@ -1,12 +1,12 @@
 """Chapter 2: Kimi Delta Attention (notebooks/02_kda.ipynb).
 
-naive.py (recurrent reference) -> chunk.py (chunkwise WY/UT form) -> gate.py -> layer.py.
+naive.py (recurrent + readable chunk references) -> chunk.py (chunkwise WY/UT form) -> gate.py -> layer.py.
 """
 
 from labcore.kda.chunk import chunk_kda
 from labcore.kda.gate import kda_gate
 from labcore.kda.layer import KDACache, KimiDeltaAttention, ScalarGatedDeltaNet, l2norm
-from labcore.kda.naive import recurrent_kda
+from labcore.kda.naive import naive_chunk_kda, recurrent_kda
 
-__all__ = ["recurrent_kda", "chunk_kda", "kda_gate", "KimiDeltaAttention", "ScalarGatedDeltaNet",
+__all__ = ["recurrent_kda", "naive_chunk_kda", "chunk_kda", "kda_gate", "KimiDeltaAttention", "ScalarGatedDeltaNet",
            "KDACache", "l2norm"]

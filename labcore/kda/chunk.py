@@ -7,84 +7,89 @@ Split T into chunks of C tokens. Inside a chunk (rows i, j; G = inclusive cumsum
     W = T (exp(G) * K),  U = T V,  V' = U - W S                      (S = state entering the chunk)
     O         = (Q * exp(G)) S + tril(Aqk) V',  Aqk[i, j] = sum_c Q[i,c] K[j,c] exp(G[i,c] - G[j,c]), j <= i
     S        <- exp(G_last) * S + (exp(G_last - G) * K)^T V'
-Only the state recurrence (V' and S, given the state entering the chunk) runs chunk by chunk, so there
-are T / C sequential steps instead of T; everything else, O included, runs for all chunks at once.
+`naive_chunk_kda` (labcore/kda/naive.py) computes exactly this with a [C, C, K] tensor per chunk. Here the
+score matrices come from matmuls whose every factor is a decay <= 1 (`_decayed_scores`), so any gate, from
+g = 0 to g = -inf, takes the same path; only the state recurrence (V' and S) runs chunk by chunk.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
-from labcore.kda.naive import check_inputs
+from labcore.kda.naive import check_inputs, empty_result
 
-# exp(x) for x below this is subnormal in fp32 (< 1.2e-38): we flush it to exactly 0. Subnormals carry no
-# useful precision here and make CPU exp ~50x slower (strong decay produces them constantly).
-_EXP_FLOOR = -87.0
-
-
-def _exp(x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """exp(x) where `keep` (and x >= _EXP_FLOOR), else exactly 0; masked entries never reach exp, so a
-    positive (overflowing) x there cannot turn into inf * 0 = NaN in the backward pass."""
-    ok = x >= _EXP_FLOOR if keep is None else (x >= _EXP_FLOOR) & keep
-    return torch.where(ok, x, 0.0).exp() * ok
+# Decays below exp(-40) = 4e-18 are kept at exp(-40): at fp32 precision (eps 6e-8) such a term is zero next
+# to any O(|k| |v|) term, while exp of very negative numbers and products in fp32's subnormal range run ~20x
+# slower on CPU. The same floor on each token's g turns g = -inf into a finite number, so that the chunk's
+# cumsum never subtracts -inf from -inf (NaN).
+_EXP_FLOOR = -40.0
 
 
-def _masked_decay(G: torch.Tensor, strict: bool) -> torch.Tensor:
-    """exp(G[i,c] - G[j,c]) for j < i (strict) or j <= i, else 0. G: [..., s, K] -> [..., s, s, K].
+def _exp(x: torch.Tensor) -> torch.Tensor:
+    """exp(x) for x <= 0, floored at exp(_EXP_FLOOR) (see above). Overwrites x: pass a temporary."""
+    return x.clamp_min_(_EXP_FLOOR).exp_()
 
-    The difference is masked *before* exp: for j > i it is positive and, with strong decay, overflows.
+
+@functools.lru_cache(maxsize=16)
+def _block_layout(C: int, device: torch.device) -> torch.Tensor:
+    """Index [C, C] into the values `_decayed_scores` concatenates (diagonal, then each level's blocks),
+    pointing at a trailing zero slot above the diagonal: one gather assembles the lower triangle."""
+    idx = torch.full((C, C), C * (C + 1) // 2, dtype=torch.long)
+    idx[torch.arange(C), torch.arange(C)] = torch.arange(C)
+    offset, b = C, 1
+    while b < C:
+        P = C // (2 * b)
+        p, i, j = torch.meshgrid(torch.arange(P), torch.arange(b), torch.arange(b), indexing="ij")
+        idx[(2 * p + 1) * b + i, 2 * p * b + j] = offset + torch.arange(P * b * b).view(P, b, b)
+        offset, b = offset + P * b * b, 2 * b
+    return idx.flatten().to(device)
+
+
+def _decayed_scores(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Akk[i, j] = sum_c k[i,c] k[j,c] exp(G[i,c] - G[j,c]) for j < i (0 elsewhere), and Aqk (q[i] in place
+    of k[i], j <= i). k, q, G: [Z, C, K] with C a power of 2 -> two [Z, C, C].
+
+    Block by block, halving: at block size b every pair of neighbouring blocks (rows I below, columns J
+    above) factors around P = G at J's last row: exp(G_i - G_j) = exp(G_i - P) * exp(P - G_j), both <= 1
+    because j <= last(J) < i and G only decreases. So each off-diagonal block is one matmul of decayed
+    rows by decayed columns, exact for any decay (no overflow; an underflowed factor means a decay that is
+    zero at fp32 precision anyway), and the log2(C) levels tile the whole lower triangle. This is fla's
+    sub-chunk trick applied recursively instead of computing the diagonal sub-chunks as [s, s, K].
     """
-    s = G.shape[-2]
-    keep = torch.ones(s, s, dtype=torch.bool, device=G.device).tril(-1 if strict else 0)
-    diff = G[..., :, None, :] - G[..., None, :, :]  # [..., s, s, K]
-    return _exp(diff, keep[:, :, None])
+    Z, C, K = G.shape
+    # the diagonal (blocks of size 1): Akk has none (j < i), Aqk has q_i . k_i (decay 1)
+    vals_k, vals_q = [torch.zeros_like(k[..., 0])], [(q * k).sum(-1)]  # [Z, C] each
+    b = 1
+    while b < C:
+        P = C // (2 * b)  # pairs of neighbouring blocks
+        Gb = G.view(Z, P, 2, b, K)
+        ref = Gb[:, :, 0, -1:]  # [Z, P, 1, K] G at the last row of each upper block
+        to_row = _exp(Gb[:, :, 1] - ref)  # [Z, P, b, K] decay from the boundary down to row i
+        cols = k.view(Z, P, 2, b, K)[:, :, 0]  # [Z, P, b, K]
+        if b > 1:  # (for b = 1 the column is the reference row: decay 1)
+            cols = cols * _exp(ref - Gb[:, :, 0])
+        cols = cols.reshape(Z * P, b, K).transpose(1, 2)
+        for a, vals in ((k, vals_k), (q, vals_q)):
+            rows = (a.view(Z, P, 2, b, K)[:, :, 1] * to_row).view(Z * P, b, K)
+            vals.append((rows @ cols).view(Z, P * b * b))  # [Z * P, b, b] blocks, flattened
+        b *= 2
+    zero = vals_k[0][:, :1]
+    idx = _block_layout(C, G.device)
+    return tuple(torch.cat((*vals, zero), -1).index_select(1, idx).view(Z, C, C) for vals in (vals_k, vals_q))
 
 
-# if no chunk decays by more than exp(-_FAST_RANGE) end to end, exp(G) and exp(-G) both fit in fp32
-_FAST_RANGE = 40.0
-
-
-def _decayed_scores_fast(q_decayed: torch.Tensor, k_decayed: torch.Tensor, k_inv: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same result as `_decayed_scores` via exp(G_i - G_j) = exp(G_i) * exp(-G_j): two plain matmuls.
-    Takes q * exp(G), k * exp(G) and k * exp(-G); only valid when -G <= _FAST_RANGE everywhere (exp(-G)
-    would overflow otherwise)."""
-    k_right = k_inv.transpose(-1, -2)  # [..., K, C], entries <= exp(_FAST_RANGE)
-    Akk = (k_decayed @ k_right).tril_(-1)  # [..., C, C]
-    Aqk = (q_decayed @ k_right).tril_(0)  # [..., C, C]
-    return Akk, Aqk
-
-
-def _decayed_scores(q: torch.Tensor, k: torch.Tensor, G: torch.Tensor, sub: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Akk[i, j] = sum_c k[i,c] k[j,c] exp(G[i,c] - G[j,c]) for j < i, and Aqk (same with q[i], j <= i).
-
-    q, k, G: [..., C, K] -> two [..., C, C]. Split C into sub-chunks of `sub` rows. Off the diagonal
-    blocks, factor around the first row r of row i's sub-chunk: exp(G_i - G_r) * exp(G_r - G_j), both
-    <= 1 because j < r <= i, so matmuls replace the [C, C, K] tensor with no overflow. The diagonal
-    blocks are computed exactly ([sub, sub, K] each). This is fla's sub-chunk trick.
-    """
-    *lead, C, K = G.shape
-    M = C // sub
-    Gs = G.view(*lead, M, sub, K)
-    q_s, k_s = q.view(*lead, M, sub, K), k.view(*lead, M, sub, K)
-    G_ref = Gs[..., :1, :]  # [..., M, 1, K] first row of each sub-chunk
-    to_ref = _exp(Gs - G_ref)  # [..., M, sub, K] exp(G_i - G_r) <= 1
-    # exp(G_r[m] - G_j) only for j before sub-chunk m starts (0 elsewhere)
-    before = torch.arange(C, device=G.device)[None, :] < (torch.arange(M, device=G.device) * sub)[:, None]
-    diff = G_ref - G[..., None, :, :]  # [..., M, C, K]
-    k_right = (k[..., None, :, :] * _exp(diff, before[:, :, None])).transpose(-1, -2)  # [..., M, K, C]
-    decay = _masked_decay(Gs, strict=False)  # [..., M, sub, sub, K]
-    eye = torch.eye(M, device=G.device, dtype=G.dtype)[:, None, :, None]  # [M, 1, M, 1]
-    out = []
-    for a, strict in ((k_s, True), (q_s, False)):
-        off = ((a * to_ref) @ k_right).reshape(*lead, C, C)  # off-diagonal blocks
-        diag = (a[..., :, None, :] * k_s[..., None, :, :] * decay).sum(-1)  # [..., M, sub, sub]
-        if strict:  # exp(G_i - G_i) = 1 on the diagonal: drop it for Akk
-            diag = diag.tril(-1)
-        out.append(off + (diag[..., :, :, None, :] * eye).reshape(*lead, C, C))  # block m at (m, m)
-    return out[0], out[1]
+def _to_chunks(x: torch.Tensor, N: int, C: int, C2: int) -> torch.Tensor:
+    """[B, T, H, D] -> [B, H, N, C2, D] fp32: T zero-padded to N * C tokens, then each chunk of C tokens
+    zero-padded to C2 rows. A zero row is inert (k = 0 writes nothing, g = 0 decays nothing, beta = 0), so
+    chunks of C tokens padded to C2 give the result of chunks of C tokens."""
+    B, T, H, D = x.shape
+    x = F.pad(x.float(), (0, 0, 0, 0, 0, N * C - T)).view(B, N, C, H, D)
+    if C2 > C:
+        x = F.pad(x, (0, 0, 0, 0, 0, C2 - C))
+    return x.permute(0, 3, 1, 2, 4).contiguous()
 
 
 def chunk_kda_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
@@ -96,71 +101,94 @@ def chunk_kda_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
         return _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
 
 
-def _to_chunks(x: torch.Tensor, N: int, C: int, pad: int) -> torch.Tensor:
-    """[B, T, H, D] -> [B, H, N, C, D] fp32; zero padding is inert (k = 0 writes nothing, g = 0 decays
-    nothing, beta = 0)."""
-    B, _, H, D = x.shape
-    x = F.pad(x.float(), (0, 0, 0, 0, 0, pad)) if pad else x.float()
-    return x.view(B, N, C, H, D).permute(0, 3, 1, 2, 4).contiguous()
-
-
 def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):
     B, T, H, K = q.shape
     V, C = v.shape[-1], chunk_size
+    C2 = 1 << (C - 1).bit_length()  # rows per chunk in the computation: C rounded up to a power of 2
+    N = -(-T // C)  # chunks
     scale = K ** -0.5 if scale is None else scale
     out_dtype = v.dtype
-    N = -(-T // C)  # chunks
-    pad = N * C - T
-    q, k, v, g = (_to_chunks(x, N, C, pad) for x in (q, k, v, g))  # [B, H, N, C, D]
-    q = q * scale
-    beta = _to_chunks(beta[..., None], N, C, pad)  # [B, H, N, C, 1]
+    q = _to_chunks(q * scale, N, C, C2)  # [B, H, N, C2, K]
+    k, v = _to_chunks(k, N, C, C2), _to_chunks(v, N, C, C2)  # [B, H, N, C2, K], [.., V]
+    g = _to_chunks(g, N, C, C2).clamp_min_(_EXP_FLOOR)  # -inf -> finite (see _EXP_FLOOR)
+    beta = _to_chunks(beta[..., None], N, C, C2)  # [B, H, N, C2, 1]
 
-    G = g.cumsum(-2)  # [B, H, N, C, K] inclusive cumsum inside each chunk
-    G_last = G[..., -1:, :]  # [B, H, N, 1, K]
-    if float(G_last.detach().min()) >= -_FAST_RANGE:
-        # mild decay (G is monotone, so its chunk-end value is its minimum): every exp below stays in
-        # fp32's normal range, and exp(G_i - G_j) factors as exp(G_i) * exp(-G_j)
-        decay, decay_inv = G.exp(), (-G).exp()  # [B, H, N, C, K]
-        q_decayed, k_decayed, k_inv = q * decay, k * decay, k * decay_inv
-        Akk, Aqk = _decayed_scores_fast(q_decayed, k_decayed, k_inv)  # [B, H, N, C, C] each
-        decay_last = decay[..., -1:, :]  # [B, H, N, 1, K]
-        k_to_end = k_inv * decay_last  # k_j exp(G_last - G_j) <= |k_j|
-    else:  # strong decay: sub-chunks, never exponentiating a positive number
-        sub = 8 if C % 8 == 0 else C  # sub-chunk rows (exact [C, C, K] form when C is not a multiple)
-        Akk, Aqk = _decayed_scores(q, k, G, sub)
-        decay = _exp(G)  # <= 1, flushed to 0 below fp32's normal range
-        q_decayed, k_decayed = q * decay, k * decay
-        decay_last = _exp(G_last)
-        k_to_end = k * _exp(G_last - G)  # decay from each row to the chunk's end
-    # UT transform: T = (I + A)^-1 diag(beta), A[i, j] = beta_i Akk[i, j]; then W = T (exp(G) K), U = T V.
+    G = g.cumsum(-2)  # [B, H, N, C2, K] inclusive cumsum inside each chunk
+    Z = B * H * N
+    Akk, Aqk = _decayed_scores(k.view(Z, C2, K), q.view(Z, C2, K), G.view(Z, C2, K))  # [Z, C2, C2]
+    decay = _exp(G.clone())  # [B, H, N, C2, K] from the chunk's start to each row, <= 1
+    decay_last = decay[..., -1:, :].transpose(-1, -2).reshape(B * H, N, K, 1)
+    k_to_end = (k * _exp(G[..., -1:, :] - G)).transpose(-1, -2).reshape(B * H, N, K, C2)  # decayed to the end
+    # UT transform: T = (I + A)^-1 diag(beta), A[i, j] = beta_i Akk[i, j]; then W = T (e^G K), U = T V.
     # Inverting once and multiplying twice is cheaper on CPU than one triangular solve with K + V columns.
-    eye = torch.eye(C, device=q.device, dtype=q.dtype)
+    beta = beta.view(Z, C2, 1)
+    eye = torch.eye(C2, device=q.device, dtype=q.dtype)
     T_inv = torch.linalg.solve_triangular(eye + Akk * beta, eye.expand_as(Akk), upper=False,
-                                          unitriangular=True)  # [B, H, N, C, C] = (I + A)^-1
-    W = T_inv @ (beta * k_decayed)  # [B, H, N, C, K]
-    U = T_inv @ (beta * v)  # [B, H, N, C, V]
-    k_to_end = k_to_end.transpose(-1, -2)  # [B, H, N, K, C]
-    decay_last = decay_last.transpose(-1, -2)  # [B, H, N, K, 1]
+                                          unitriangular=True) * beta.transpose(1, 2)  # [Z, C2, C2]
+    W = (T_inv @ (k * decay).view(Z, C2, K)).view(B * H, N, C2, K)
+    U = (T_inv @ v.view(Z, C2, V)).view(B * H, N, C2, V)
 
     # the only sequential part: the state entering each chunk (fla's chunk_fwd_h), then all outputs at once
-    S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.float()
+    S = q.new_zeros(B * H, K, V) if initial_state is None else initial_state.float().reshape(B * H, K, V)
     states, v_news = [], []
     for n in range(N):
         states.append(S)
-        v_new = U[:, :, n] - W[:, :, n] @ S  # [B, H, C, V]  V' = U - W S
+        v_new = torch.baddbmm(U[:, n], W[:, n], S, alpha=-1)  # [B*H, C2, V]  V' = U - W S
         v_news.append(v_new)
-        S = decay_last[:, :, n] * S + k_to_end[:, :, n] @ v_new
-    S_in, v_new = torch.stack(states, dim=2), torch.stack(v_news, dim=2)  # [B, H, N, K, V], [B, H, N, C, V]
-    o = q_decayed @ S_in + Aqk @ v_new  # [B, H, N, C, V]
-    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
+        S = torch.baddbmm(decay_last[:, n] * S, k_to_end[:, n], v_new)
+    S_in = torch.stack(states, 1).view(Z, K, V)
+    v_new = torch.stack(v_news, 1).view(Z, C2, V)
+    o = torch.baddbmm(Aqk @ v_new, (q * decay).view(Z, C2, K), S_in).view(B, H, N, C2, V)
+    S = S.view(B, H, K, V)
+    o = o[:, :, :, :C].permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return o.to(out_dtype).contiguous(), (S if output_final_state else None)
+
+
+class _ChunkKDATriton(torch.autograd.Function):
+    """Triton forward (kernels/kda_chunk.py); backward recomputes the torch chunk form and differentiates it."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, initial_state, scale):
+        from kernels.kda_chunk import chunk_kda_fwd
+
+        o, ht = chunk_kda_fwd(q, k, v, g, beta, scale, initial_state, True)
+        ctx.save_for_backward(q, k, v, g, beta, initial_state)
+        ctx.scale = scale
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        saved = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [x.detach().requires_grad_(x.requires_grad) if x is not None else None for x in saved]
+            o, ht = chunk_kda_torch(*leaves[:5], scale=ctx.scale, initial_state=leaves[5],
+                                    output_final_state=True)
+            need = [x for x in leaves if x is not None and x.requires_grad]
+            grads = iter(torch.autograd.grad((o, ht), need, (do, dht), allow_unused=True))
+        return (*[next(grads) if x is not None and x.requires_grad else None for x in leaves], None)
+
+
+def chunk_kda_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+                     scale: float | None = None, initial_state: torch.Tensor | None = None,
+                     output_final_state: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunkwise KDA with the Triton forward; inputs are not re-checked (chunk_kda does that once).
+    Differentiable (backward through the torch form); without gradients only the kernels run."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad
+                                       for x in (q, k, v, g, beta, initial_state)):
+        o, ht = _ChunkKDATriton.apply(q, k, v, g, beta, initial_state, scale)
+        return o, (ht if output_final_state else None)
+    from kernels.kda_chunk import chunk_kda_fwd
+
+    return chunk_kda_fwd(q, k, v, g, beta, scale, initial_state, output_final_state)
 
 
 def chunk_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
               scale: float | None = None, initial_state: torch.Tensor | None = None,
               output_final_state: bool = False, chunk_size: int = 64, backend: str = "auto"
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise KDA, equal to `recurrent_kda` (same arguments) for any T.
+    """Chunkwise KDA, equal to `recurrent_kda` (same arguments) for any T and any gate (g = -inf forgets
+    the channel, as in the recurrence). Inputs are checked here, once per call (one host sync).
 
     Args:
         q, k, g: [B, T, H, K]; v: [B, T, H, V]; beta: [B, T, H]; initial_state: [B, H, K, V]
@@ -175,8 +203,10 @@ def chunk_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     from kernels import resolve_backend
 
-    if resolve_backend(backend, q) == "triton":
-        from kernels.kda_chunk import chunk_kda_triton
-
+    use_triton = resolve_backend(backend, q) == "triton"
+    empty = empty_result(q, v, initial_state, output_final_state)
+    if empty is not None:
+        return empty
+    if use_triton:
         return chunk_kda_triton(q, k, v, g, beta, scale, initial_state, output_final_state)
     return chunk_kda_torch(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)

@@ -22,7 +22,8 @@ def kda_gate(g: torch.Tensor, A_log: torch.Tensor, dt_bias: torch.Tensor | None 
         A_log: [H] log of each head's decay rate
         dt_bias: [H * K] or [H, K] added before the softplus (None = 0)
     Returns:
-        log decay [..., H, K] in fp32, all <= 0
+        log decay [..., H, K] in fp32, all <= 0 and never NaN for non-NaN inputs: a huge A_log or step
+        saturates to -inf (the channel forgets), a zero rate or step gives 0 (0 * inf counts as 0)
     """
     if g.dim() < 2:
         raise ValueError(f"g must be [..., H, K], got shape {tuple(g.shape)}")
@@ -34,7 +35,8 @@ def kda_gate(g: torch.Tensor, A_log: torch.Tensor, dt_bias: torch.Tensor | None 
         if dt_bias.numel() != H * K:
             raise ValueError(f"dt_bias must have H*K = {H * K} elements, got {dt_bias.numel()}")
         g = g + dt_bias.float().view(H, K)
-    return -A_log.float().exp()[:, None] * F.softplus(g)
+    big = torch.finfo(torch.float32).max  # both factors finite: their product is finite or inf, never NaN
+    return -A_log.float().exp().clamp_max(big)[:, None] * F.softplus(g).clamp_max(big)
 
 
 def init_A_log(num_heads: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:

@@ -97,6 +97,9 @@ class _GatedDeltaAttention(nn.Module):
             raise ValueError(f"x must be [B, T, {self.d_model}], got {tuple(x.shape)}")
         B, T, _ = x.shape
         H, K = self.num_heads, self.head_dim
+        if cache is not None and cache.state.shape[0] != B:
+            raise ValueError(f"cache holds batch size {cache.state.shape[0]}, x has batch size {B}; "
+                             f"start a new cache (layer.init_cache({B}) or cache=None)")
         tails = cache.conv if cache is not None else (None, None, None)
         q, cq = self.q_conv(self.q_proj(x), tails[0])
         k, ck = self.k_conv(self.k_proj(x), tails[1])
@@ -123,7 +126,7 @@ class _GatedDeltaAttention(nn.Module):
         from kernels import resolve_backend
 
         if resolve_backend(self.backend, q) == "triton":
-            from kernels.kda_recurrent import fused_recurrent_kda
+            from labcore.kda.fused import fused_recurrent_kda
 
             return fused_recurrent_kda(q, k, v, g, beta, initial_state=S0, output_final_state=True)
         return recurrent_kda(q, k, v, g, beta, initial_state=S0, output_final_state=True)

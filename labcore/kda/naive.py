@@ -9,7 +9,10 @@ Per head, with a state S of shape [K, V] kept in fp32:
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
@@ -35,11 +38,37 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Ten
     if initial_state is not None and initial_state.shape != (B, H, K, v.shape[-1]):
         raise ValueError(f"initial_state must be [B, H, K, V] = [{B}, {H}, {K}, {v.shape[-1]}], "
                          f"got {tuple(initial_state.shape)}")
-    if bool((g > 0).any()):
-        raise ValueError(f"g is a log decay and must be <= 0, got max {float(g.max()):.3g}")
-    if bool(((beta < 0) | (beta > 1)).any()):
-        raise ValueError(f"beta must be in [0, 1], got range "
-                         f"[{float(beta.min()):.3g}, {float(beta.max()):.3g}]")
+    # every value check in one host sync: max and aminmax propagate NaN
+    stats = [g.max()] if g.numel() else []
+    stats += list(torch.aminmax(beta)) if beta.numel() else []
+    vals = torch.stack([s.float() for s in stats]).tolist() if stats else []
+    if g.numel():
+        g_max = vals.pop(0)
+        if math.isnan(g_max):
+            raise ValueError("g contains NaN; it must be a log decay <= 0 (-inf: forget the channel)")
+        if g_max > 0:
+            raise ValueError(f"g is a log decay and must be <= 0, got max {g_max:.3g}")
+    if vals:
+        b_min, b_max = vals
+        if math.isnan(b_min) or math.isnan(b_max):
+            raise ValueError("beta contains NaN; it must be in [0, 1]")
+        if b_min < 0 or b_max > 1:
+            raise ValueError(f"beta must be in [0, 1], got range [{b_min:.3g}, {b_max:.3g}]")
+
+
+def empty_result(q: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor | None,
+                 output_final_state: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The exact result when B, H, K or V is 0 (o is all zeros: nothing to read or nothing read), else None.
+    Lets every form skip its arithmetic (and K ** -0.5) on empty shapes."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if B and H and K and V:
+        return None
+    o = v.new_zeros(B, T, H, V)
+    if not output_final_state:
+        return o, None
+    S = initial_state.float().clone() if initial_state is not None else q.new_zeros(B, H, K, V, dtype=torch.float32)
+    return o, S
 
 
 def recurrent_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
@@ -57,6 +86,9 @@ def recurrent_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Te
         o [B, T, H, V] (v's dtype) and the final state [B, H, K, V] fp32 (None unless output_final_state)
     """
     check_inputs(q, k, v, g, beta, initial_state)
+    empty = empty_result(q, v, initial_state, output_final_state)
+    if empty is not None:
+        return empty
     with torch.autocast(q.device.type, enabled=False):  # the state stays fp32 under AMP too
         return _recurrent_fp32(q, k, v, g, beta, scale, initial_state, output_final_state)
 
@@ -80,3 +112,50 @@ def _recurrent_fp32(q, k, v, g, beta, scale, initial_state, output_final_state):
         o.append(torch.einsum("bhkv,bhk->bhv", S, q[:, t]))  # [B, H, V]
     o = torch.stack(o, dim=1).to(out_dtype)
     return o, (S if output_final_state else None)
+
+
+def naive_chunk_kda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+                    scale: float | None = None, initial_state: torch.Tensor | None = None,
+                    output_final_state: bool = False, chunk_size: int = 64
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The readable chunkwise form, as notebooks/02_kda.ipynb teaches it in section "Chunkwise form"
+    (`my_chunk_kda` + `my_chunk_scan`): an explicit [C, C, K] decay tensor per chunk, masked before exp.
+    The reference `labcore.kda.chunk_kda` (the fast form) is tested against, next to `recurrent_kda`.
+
+    Same arguments and results as recurrent_kda; chunk_size: C. Meant for mild and strong gates alike,
+    but not g = -inf (G_i - G_j is then -inf - -inf = NaN; chunk_kda floors g first).
+    """
+    check_inputs(q, k, v, g, beta, initial_state)
+    empty = empty_result(q, v, initial_state, output_final_state)
+    if empty is not None:
+        return empty
+    B, T, H, K = q.shape
+    V, C = v.shape[-1], chunk_size
+    scale = K ** -0.5 if scale is None else scale
+    out_dtype = v.dtype
+    with torch.autocast(q.device.type, enabled=False):
+        pad = -T % C
+        q, k, v, g = (F.pad(x.float(), (0, 0, 0, 0, 0, pad)) for x in (q * scale, k, v, g))
+        beta = F.pad(beta.float(), (0, 0, 0, pad))
+        N = q.shape[1] // C
+        q, k, v, g = (x.view(B, N, C, H, -1).transpose(2, 3) for x in (q, k, v, g))  # [B, N, H, C, D]
+        beta = beta.view(B, N, C, H).transpose(2, 3)  # [B, N, H, C]
+        G = g.cumsum(-2)
+        diff = G[..., :, None, :] - G[..., None, :, :]  # [B, N, H, C, C, K]
+        lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()[..., None]
+        decay = diff.masked_fill(~lower, -float("inf")).exp()  # mask, then exp
+        Aqk = (q[..., :, None, :] * k[..., None, :, :] * decay).sum(-1)  # j <= i
+        A = beta[..., None] * (k[..., :, None, :] * k[..., None, :, :] * decay).sum(-1).tril(-1)  # j < i
+        eye = torch.eye(C, device=q.device)
+        Tm = torch.linalg.solve_triangular(eye + A, torch.diag_embed(beta), upper=False)
+        # the sequential part: carry the state across chunks
+        W, U = Tm @ (G.exp() * k), Tm @ v  # [B, N, H, C, K], [B, N, H, C, V]
+        S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.float()
+        outs = []
+        for n in range(N):
+            v_new = U[:, n] - W[:, n] @ S  # V' = U - W S
+            outs.append((q[:, n] * G[:, n].exp()) @ S + Aqk[:, n] @ v_new)
+            G_last = G[:, n, :, -1:]  # [B, H, 1, K]
+            S = G_last.transpose(-1, -2).exp() * S + (k[:, n] * (G_last - G[:, n]).exp()).transpose(-1, -2) @ v_new
+        o = torch.stack(outs, 1).transpose(2, 3).reshape(B, N * C, H, V)[:, :T]  # [B, T, H, V]
+    return o.to(out_dtype), (S if output_final_state else None)
