@@ -8,7 +8,7 @@ PROFILE ?= auto
 OUT ?= build
 PY := $(VENV)/bin/python
 
-.PHONY: course test lab bench sync lint clean
+.PHONY: course test lab bench sync lint clean student
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 ## make course [PROFILE=smoke|cpu|gpu|auto]: run every chapter into build/ (ipynb + html + summary.md)
 course: $(VENV)/.lab
 	$(PY) -m labcore course run --profile $(PROFILE) --out $(OUT)
+
+## make student [OUT=build/student]: student notebooks (each exercise's solution removed, outputs stripped)
+student: $(VENV)/.lab
+	$(PY) -m labcore course student --out $(if $(filter command line,$(origin OUT)),$(OUT),build/student)
 
 ## make test: the whole suite (unit, kernels under TRITON_INTERPRET=1, notebooks at smoke, nbval)
 test: $(VENV)/.dev

@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", default=None, help="comma-separated chapter prefixes, e.g. 01,02")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
     csub.add_parser("list", help="list the chapters")
+    stu = csub.add_parser("student", help="write student notebooks (solutions removed) into OUT")
+    stu.add_argument("--out", default="build/student", help="output folder (default: build/student)")
+    stu.add_argument("--only", default=None, help="comma-separated chapter prefixes, e.g. 01,02")
     nb = sub.add_parser("nb", help="notebook upkeep (jupytext pairs, stripping)")
     nsub = nb.add_subparsers(dest="action", required=True)
     sync = nsub.add_parser("sync", help="rebuild .ipynb from the paired .py, refresh checked outputs, strip")
@@ -30,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "list":
             for ch in c.CHAPTERS:
                 print(f"{ch.stem}\t{ch.title}")
+            return 0
+        if args.action == "student":
+            from labcore import student
+
+            for row in student.build(args.out, args.only):
+                print(f"[student] {row['path']}: {row['exercises']} checked exercises, "
+                      f"{row['solutions_removed']} solution cells removed")
             return 0
         results = c.run_course(args.profile, args.out, args.only, html=not args.no_html)
         print(f"[course] summary: {args.out}/summary.md")

@@ -273,9 +273,104 @@ paper_vs_lab([
 # > Head overhead is relative to a tiny base, so it is much larger than the paper's 1.7%.
 #
 # ## Exercises
-# 1. Train the heads with the easy-token mask applied to both terms (the Megatron variant). Does mean $T$ move?
-# 2. Replace the DFT weight $w$ with 1. Which positions' $T$ change most?
-# 3. Write a Triton kernel for the backward of soft top-p (hint: the sorted-space Jacobian is a reverse cumsum).
+#
+# Three checked exercises. Finish each stub (the cell that ends in `# Finish me!`), then run the check cell
+# after it: `check` gives your function and labcore's own implementation the same random inputs (sizes in the
+# printout) and prints yours, the expected values and their difference against a stated tolerance, with a
+# hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
+#
+# 1. **The AutoDeco loss** (section 3), without the easy-token drop: `my_autodeco_loss(logits, T, P, labels)`
+#    returns $L_\text{temp} + L_\text{top-p}$ as a 0-d tensor. Positions with label $-100$ carry no loss.
+#    Checked against `labcore.autodeco.autodeco_loss(..., easy_drop=0)` to 1e-5.
+
+# %% tags=["exercise-setup"]
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from labcore.autodeco import soft_top_p  # noqa: E402
+from labcore.exercises import AUTODECO_LOSS, DISTRIBUTION_STATS, TOP_P_MASKS, check  # noqa: E402
+
+
+# %% tags=["exercise-stub"]
+def my_autodeco_loss(logits, T, P, labels):
+    """logits [B, T, V], T and P [B, T], labels [B, T] (-100 = no loss) -> L_temp + L_top-p (0-d tensor)."""
+    valid = labels != -100
+    # Finish me! the DFT weight w, then the two means (soft_top_p is imported above)
+    return None
+
+
+# %% tags=["solution"]
+def my_autodeco_loss(logits, T, P, labels):
+    """logits [B, T, V], T and P [B, T], labels [B, T] (-100 = no loss) -> L_temp + L_top-p (0-d tensor)."""
+    valid = labels != -100
+    lg, T, P, y = logits[valid], T[valid], P[valid], labels[valid]  # [N, V], [N], [N], [N]
+    w = torch.softmax(lg, -1).gather(-1, y[:, None]).squeeze(-1).detach()  # base model's p(y) at T = 1
+    l_temp = (w * F.cross_entropy(lg / T.clamp_min(0.01)[:, None], y, reduction="none")).mean()
+    p_tilde = soft_top_p(lg, T, P)
+    l_top_p = (w * -torch.log(p_tilde.gather(-1, y[:, None]).squeeze(-1) + 1e-9)).mean()
+    return l_temp + l_top_p
+
+
+# %% tags=["exercise-check"]
+check(my_autodeco_loss, AUTODECO_LOSS)
+
+# %% [markdown]
+# 2. **Hard top-p, two conventions** (the note in section 1): `my_top_p_masks(probs, P)` returns two boolean
+#    masks of the kept tokens: the Hugging Face rule (smallest set whose mass is $\ge P$; the top token always
+#    stays) and the inclusive rule (inclusive cumulative mass $\le P$, but at least the top token: the
+#    $\alpha \to \infty$ limit of soft top-p). Checked exactly against `labcore.autodeco.top_p_mask`.
+
+# %% tags=["exercise-stub"]
+def my_top_p_masks(probs, P):
+    """probs [N, V], P [N] -> (hf, inclusive): bool [N, V] masks of the kept tokens."""
+    p_sorted, order = probs.sort(-1, descending=True)
+    # Finish me! cumulative mass in sorted order, the two rules, then back to vocabulary order
+    return None
+
+
+# %% tags=["solution"]
+def my_top_p_masks(probs, P):
+    """probs [N, V], P [N] -> (hf, inclusive): bool [N, V] masks of the kept tokens."""
+    p_sorted, order = probs.sort(-1, descending=True)
+    c = p_sorted.cumsum(-1)  # inclusive cumulative mass
+    hf = (c - p_sorted) < P[:, None]  # mass *before* the token is still short of P
+    inclusive = c <= P[:, None]
+    inclusive[:, 0] = True  # ... but never empty: the top token stays (the limit when P < max p)
+    unsort = lambda m: torch.zeros_like(m).scatter(-1, order, m)  # noqa: E731
+    return unsort(hf), unsort(inclusive)
+
+
+# %% tags=["exercise-check"]
+check(my_top_p_masks, TOP_P_MASKS)
+
+# %% [markdown]
+# 3. **The top-p head's inputs** (section 2): `my_stats(logits, T)` returns the four statistics of
+#    $\mathrm{softmax}(l / (T + 10^{-8}))$ the top-p head reads: max probability, entropy, unbiased variance over
+#    the vocabulary, top-5 mass. Checked against `labcore.autodeco.distribution_stats` to 1e-6.
+
+# %% tags=["exercise-stub"]
+def my_stats(logits, T):
+    """logits [N, V], T [N] -> [N, 4]: max p, entropy, var(p) (unbiased), top-5 mass."""
+    # Finish me!
+    raise NotImplementedError
+
+
+# %% tags=["solution"]
+def my_stats(logits, T):
+    """logits [N, V], T [N] -> [N, 4]: max p, entropy, var(p) (unbiased), top-5 mass."""
+    p = torch.softmax(logits / (T[:, None] + 1e-8), -1)
+    entropy = -(p * torch.log(p + 1e-8)).sum(-1)
+    return torch.stack([p.max(-1).values, entropy, p.var(-1), p.topk(5, -1).values.sum(-1)], -1)
+
+
+# %% tags=["exercise-check"]
+check(my_stats, DISTRIBUTION_STATS)
+
+# %% [markdown]
+# **Open exercises** (no checker: they ask for an experiment):
+# 4. Train the heads with the easy-token mask applied to both terms (the Megatron variant). Does mean $T$ move?
+# 5. Replace the DFT weight $w$ with 1. Which positions' $T$ change most?
+# 6. Write a Triton kernel for the backward of soft top-p (hint: the sorted-space Jacobian is a reverse cumsum).
 
 # %% tags=["exercise"]
-# Exercise 1: your code here (see labcore.autodeco.loss for where the mask is applied)
+# Exercise 4: your code here (see labcore.autodeco.loss for where the mask is applied)

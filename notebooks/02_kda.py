@@ -444,43 +444,90 @@ table = paper_vs_lab(claims, prof.name, "02_kda")
 #
 # ## Exercises
 #
-# 1. **Scalar gate from KDA.** Show that KDA with $g$ constant across channels *is* Gated DeltaNet: make
-#    `g_scalar` below (one value per head and token, broadcast over K) and check the two models agree.
-# 2. **Chunk size.** Time `chunk_kda` for C in {16, 32, 64, 128} at T = 2048. Where is the optimum on your
-#    machine, and why does a larger C stop helping (look at the $[C, C]$ and $[C, K]$ work per chunk)?
-# 3. **Forgetting.** In the widget, find the channels with the longest memory. Feed an MQAR sequence with
-#    more pairs than the model was trained on: does accuracy fall off where the memory length says it should?
-# 4. **The decode step in Triton** (Triton-Puzzles style). Finish `my_kda_step_kernel` below: one program
+# Three checked exercises. Finish each stub (the cell that ends in `# Finish me!`), then run the check cell
+# after it: `check` gives your function and a spec (labcore's own code, or a naive loop) the same random
+# inputs (sizes in the printout) and prints yours, the expected values and their difference against a stated
+# tolerance, with a hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
+#
+# 1. **Gated DeltaNet is KDA with a scalar gate.** Write `my_gdn(q, k, v, alpha, beta)`: Gated DeltaNet, whose
+#    decay $\alpha \in (0, 1)$ is one value per head and token, computed by calling `chunk_kda` with a gate
+#    that is the same for every key channel. Checked against a token-by-token Gated DeltaNet
+#    (`labcore.exercises.gdn_naive`) to 1e-4 (two summation orders over 37 tokens).
+
+# %% tags=["exercise-setup"]
+import torch  # noqa: E402
+
+from kernels import interpreting  # noqa: E402
+from labcore.exercises import GDN_VIA_KDA, KDA_CHUNK_STEP, KDA_DECODE_STEP, check  # noqa: E402
+from labcore.kda import chunk_kda  # noqa: E402
+
+
+# %% tags=["exercise-stub"]
+def my_gdn(q, k, v, alpha, beta):
+    """q, k [B, T, H, K]; v [B, T, H, V]; alpha, beta [B, T, H] -> o [B, T, H, V]."""
+    g = None  # Finish me! a [B, T, H, K] log decay, equal across the K channels
+    return None
+
+
+# %% tags=["solution"]
+def my_gdn(q, k, v, alpha, beta):
+    """q, k [B, T, H, K]; v [B, T, H, V]; alpha, beta [B, T, H] -> o [B, T, H, V]."""
+    g = alpha.log()[..., None].expand_as(k)  # log decay, broadcast over key channels
+    return chunk_kda(q, k, v, g, beta)[0]
+
+
+# %% tags=["exercise-check"]
+check(my_gdn, GDN_VIA_KDA)
+
+# %% [markdown]
+# 2. **One chunk with a state coming in.** Section 2 ran the UT transform on a chunk that starts from $S = 0$.
+#    Write `my_chunk_step(q, k, v, g, beta, S)` for one chunk of $C$ tokens entering with state $S$: return
+#    the chunk's outputs $O$ and the state leaving it, using $T = (I + A)^{-1}\mathrm{diag}(\beta)$,
+#    $V' = U - WS$ (no loop over tokens). Checked against `recurrent_kda(..., initial_state=S)` to 1e-4.
+
+# %% tags=["exercise-stub"]
+def my_chunk_step(q, k, v, g, beta, S):
+    """q, k, g [B, C, H, K]; v [B, C, H, V]; beta [B, C, H]; S [B, H, K, V]
+    -> (o [B, C, H, V], S_new [B, H, K, V]). q is scaled by K^-0.5 inside."""
+    q, k, v, g = (x.transpose(1, 2) for x in (q * q.shape[-1] ** -0.5, k, v, g))  # [B, H, C, D]
+    beta = beta.transpose(1, 2)  # [B, H, C]
+    # Finish me! G, the decayed scores A and Aqk, T, W, U, V', then O and the new state
+    return None
+
+
+# %% tags=["solution"]
+def my_chunk_step(q, k, v, g, beta, S):
+    """q, k, g [B, C, H, K]; v [B, C, H, V]; beta [B, C, H]; S [B, H, K, V]
+    -> (o [B, C, H, V], S_new [B, H, K, V]). q is scaled by K^-0.5 inside."""
+    q, k, v, g = (x.transpose(1, 2) for x in (q * q.shape[-1] ** -0.5, k, v, g))  # [B, H, C, D]
+    beta = beta.transpose(1, 2)  # [B, H, C]
+    C = q.shape[2]
+    G = g.cumsum(-2)  # [B, H, C, K]
+    lower = torch.ones(C, C, dtype=torch.bool).tril()[..., None]
+    decay = (G[..., :, None, :] - G[..., None, :, :]).masked_fill(~lower, -float("inf")).exp()  # mask, then exp
+    Aqk = (q[..., :, None, :] * k[..., None, :, :] * decay).sum(-1)  # j <= i
+    A = beta[..., None] * (k[..., :, None, :] * k[..., None, :, :] * decay).sum(-1).tril(-1)  # j < i
+    Tm = torch.linalg.solve_triangular(torch.eye(C) + A, torch.diag_embed(beta), upper=False)
+    W, U = Tm @ (G.exp() * k), Tm @ v
+    v_new = U - W @ S  # V' = U - W S
+    o = (q * G.exp()) @ S + Aqk @ v_new
+    G_last = G[..., -1:, :]  # [B, H, 1, K]
+    S_new = G_last.transpose(-1, -2).exp() * S + (k * (G_last - G).exp()).transpose(-1, -2) @ v_new
+    return o.transpose(1, 2), S_new
+
+
+# %% tags=["exercise-check"]
+check(my_chunk_step, KDA_CHUNK_STEP)
+
+# %% [markdown]
+# 3. **The decode step in Triton** (Triton-Puzzles style). Finish `my_kda_step_kernel` below: one program
 #    per (batch, head) holds its state $S$ $[K, V]$, decays it, does the delta-rule write and reads
-#    $o = S^\top q$. `check` runs it and the spec (`kernels.exercises.kda_decode_step_spec`) on the same
-#    inputs and prints yours, the spec's and the difference. Then compare with `kernels/kda_recurrent.py`.
+#    $o = S^\top q$. `check` runs it and the spec (`labcore.exercises.kda_decode_step_spec`) on the same
+#    inputs and prints yours, the spec's and the difference (fp32 both sides, tolerance 1e-5 + 1e-4·|spec|).
+#    Then compare with `kernels/kda_recurrent.py`. It runs on a GPU, or on CPU in Triton's interpreter
+#    (`TRITON_INTERPRET=1` set before triton is imported).
 
-# %% tags=["exercise"]
-# Exercise 1: replace None by a [B, T, H, K] log decay that is the same for every key channel.
-g_scalar = None  # e.g. start from g[..., :1]
-
-
-def gdn_reference(q, k, v, alpha, beta):
-    """Gated DeltaNet with one decay alpha [B, T, H] per head: S = (I - b k k^T) alpha S + b k v^T."""
-    S, outs = torch.zeros(B, H, K, V), []
-    for t in range(T):
-        S = alpha[:, t, :, None, None] * S
-        S = S + beta[:, t, :, None, None] * k[:, t, :, :, None] * (v[:, t] - (S * k[:, t, :, :, None]).sum(-2))[..., None, :]
-        outs.append((S * q[:, t, :, :, None] * K ** -0.5).sum(-2))
-    return torch.stack(outs, 1)
-
-
-if g_scalar is None:
-    print("exercise 1: not done yet")
-else:
-    o_kda, _ = chunk_kda(q, k, v, g_scalar, beta, chunk_size=C)
-    assert compare("KDA with a scalar gate = GDN", o_kda, gdn_reference(q, k, v, g_scalar[..., 0].exp(), beta), atol=1e-4)
-
-
-# %% tags=["exercise"]
-# Exercise 4: the KDA decode step as a Triton kernel (runs on a GPU, or on CPU under TRITON_INTERPRET=1)
-from kernels.exercises import KDA_DECODE_STEP, check
-
+# %% tags=["exercise-stub"]
 try:
     import triton
     import triton.language as tl
@@ -508,7 +555,36 @@ if triton is not None:
                                        BK=triton.next_power_of_2(Kq), BV=triton.next_power_of_2(Vq))
         return o, S_out
 
+# %% tags=["solution"]
+if triton is not None:
+    @triton.jit
+    def my_kda_step_kernel(q, k, v, g, beta, S, o, S_out, scale, K: tl.constexpr, V: tl.constexpr,
+                           BK: tl.constexpr, BV: tl.constexpr):
+        i_bh = tl.program_id(0).to(tl.int64)
+        o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
+        m_k, m_v = o_k < K, o_v < V
+        p_S = i_bh * K * V + o_k[:, None] * V + o_v[None, :]
+        b_S = tl.load(S + p_S, mask=m_k[:, None] & m_v[None, :], other=0.0)  # [BK, BV]
+        b_q = tl.load(q + i_bh * K + o_k, mask=m_k, other=0.0) * scale  # [BK]
+        b_k = tl.load(k + i_bh * K + o_k, mask=m_k, other=0.0)  # [BK]
+        b_g = tl.load(g + i_bh * K + o_k, mask=m_k, other=0.0)  # [BK]
+        b_v = tl.load(v + i_bh * V + o_v, mask=m_v, other=0.0)  # [BV]
+        b_beta = tl.load(beta + i_bh)
+        b_S = b_S * tl.exp(b_g)[:, None]  # S' = diag(exp g) S
+        b_delta = b_v - tl.sum(b_S * b_k[:, None], axis=0)  # v - S'^T k, [BV]
+        b_S = b_S + b_beta * b_k[:, None] * b_delta[None, :]
+        tl.store(o + i_bh * V + o_v, tl.sum(b_S * b_q[:, None], axis=0), mask=m_v)  # o = S^T q
+        tl.store(S_out + p_S, b_S, mask=m_k[:, None] & m_v[None, :])
+
+# %% tags=["exercise-check"]
 if triton is not None and (torch.cuda.is_available() or interpreting()):
     check(my_kda_step, KDA_DECODE_STEP)  # prints FAIL until the kernel is finished
 else:
-    print("exercise 4 needs triton and a GPU, or TRITON_INTERPRET=1 set before triton is imported")
+    print("exercise 3 needs triton and a GPU, or TRITON_INTERPRET=1 set before triton is imported")
+
+# %% [markdown]
+# **Open exercises** (no checker: they ask for a measurement):
+# 4. **Chunk size.** Time `chunk_kda` for C in {16, 32, 64, 128} at T = 2048. Where is the optimum on your
+#    machine, and why does a larger C stop helping (look at the $[C, C]$ and $[C, K]$ work per chunk)?
+# 5. **Forgetting.** In the widget, find the channels with the longest memory. Feed an MQAR sequence with
+#    more pairs than the model was trained on: does accuracy fall off where the memory length says it should?

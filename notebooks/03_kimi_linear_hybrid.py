@@ -362,27 +362,102 @@ paper_vs_lab(rows, prof.name, "03_kimi_linear_hybrid")
 # %% [markdown]
 # ## Exercises
 #
-# 1. **15:1.** The paper's sparsest ratio (15:1) lost to 3:1 (valid ppl 5.82). Add `"15:1"` to the
+# Three checked exercises. Finish each stub (the cell that ends in `# Finish me!`), then run the check cell
+# after it: `check` gives your function and labcore's own implementation the same random inputs (sizes in the
+# printout) and prints yours, the expected values and their difference against a stated tolerance, with a
+# hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
+#
+# 1. **Structure is data.** Write `my_layer_pattern(ratio, n_layers, last_layer_mla)`: the tuple of layer
+#    kinds for a ratio string such as `"3:1"` (or a pure `"kda"`, `"mla"`, `"attn"` stack), with the last
+#    layer forced to MLA when asked. Checked exactly against `HybridConfig.layer_types` on 12 random configs.
+
+# %% tags=["exercise-setup"]
+import torch  # noqa: E402
+
+from labcore.exercises import ABSORBED_DECODE, HYBRID_CACHE_BYTES, LAYER_PATTERN, check  # noqa: E402
+
+
+# %% tags=["exercise-stub"]
+def my_layer_pattern(ratio, n_layers, last_layer_mla):
+    """'N:M' | 'kda' | 'mla' | 'attn', n_layers, bool -> tuple of 'kda' / 'mla' / 'attn', one per layer."""
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_layer_pattern(ratio, n_layers, last_layer_mla):
+    """'N:M' | 'kda' | 'mla' | 'attn', n_layers, bool -> tuple of 'kda' / 'mla' / 'attn', one per layer."""
+    if ratio in ("kda", "mla", "attn"):
+        kinds = [ratio] * n_layers
+    else:
+        n_kda, n_mla = (int(x) for x in ratio.split(":"))
+        period = ["kda"] * n_kda + ["mla"] * n_mla
+        kinds = [period[i % len(period)] for i in range(n_layers)]
+    if last_layer_mla:
+        kinds[-1] = "mla"
+    return tuple(kinds)
+
+
+# %% tags=["exercise-check"]
+check(my_layer_pattern, LAYER_PATTERN)
+
+# %% [markdown]
+# 2. **The cache in bytes, by formula.** Write `my_cache_bytes(cfg, batch_size, seq_len)`: the exact bytes of
+#    a decode cache after `seq_len` tokens (fp32), from the config alone, no tensors. Section "Caches" lists
+#    what each layer keeps. Checked exactly against `filled_cache(HybridLM(cfg), B, S).nbytes()` on 8
+#    random configs (all layer kinds; `shared_dim` may be 0, as in the paper's variant without $k_r$).
+
+# %% tags=["exercise-stub"]
+def my_cache_bytes(cfg, batch_size, seq_len):
+    """HybridConfig, B, S -> bytes held by the model's decode cache after S tokens (an int)."""
+    H, D = cfg.n_heads, cfg.head_dim
+    # Finish me! sum over cfg.layer_types: KDA's fixed state + conv tails, MLA's latents, softmax K/V
+    return None
+
+
+# %% tags=["solution"]
+def my_cache_bytes(cfg, batch_size, seq_len):
+    """HybridConfig, B, S -> bytes held by the model's decode cache after S tokens (an int)."""
+    H, D = cfg.n_heads, cfg.head_dim
+    values = {"kda": H * D * D + 3 * (cfg.conv_size - 1) * H * D,  # state [H, K, V] + q, k, v conv tails
+              "mla": seq_len * (cfg.kv_lora_rank + cfg.shared_dim),  # c_kv and k_r of every token
+              "attn": seq_len * 2 * H * D}  # K and V of every head and token
+    return 4 * batch_size * sum(values[kind] for kind in cfg.layer_types)  # fp32: 4 bytes
+
+
+# %% tags=["exercise-check"]
+check(my_cache_bytes, HYBRID_CACHE_BYTES)
+
+# %% [markdown]
+# 3. **Absorbed decode.** Write `my_absorbed_decode(q_nope, q_r, c_kv, k_r, W_uk, W_uv)`: one new token's
+#    MLA output per head, attending over all $S$ cached latents *without* up-projecting them (fold $W_{uk}$
+#    into the query, apply $W_{uv}$ after the weighted sum). Checked against labcore's *expanded* path
+#    (`MultiHeadLatentAttention.attend_expanded`, which up-projects every key and value) to 1e-5.
+
+# %% tags=["exercise-stub"]
+def my_absorbed_decode(q_nope, q_r, c_kv, k_r, W_uk, W_uv):
+    """q_nope [B, H, Dn], q_r [B, H, Dr], c_kv [B, S, R], k_r [B, S, Dr], W_uk [H, Dn, R], W_uv [H, Dv, R]
+    -> o [B, H, Dv]; scores are scaled by (Dn + Dr)^-0.5."""
+    scale = (q_nope.shape[-1] + q_r.shape[-1]) ** -0.5
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_absorbed_decode(q_nope, q_r, c_kv, k_r, W_uk, W_uv):
+    """q_nope [B, H, Dn], q_r [B, H, Dr], c_kv [B, S, R], k_r [B, S, Dr], W_uk [H, Dn, R], W_uv [H, Dv, R]
+    -> o [B, H, Dv]; scores are scaled by (Dn + Dr)^-0.5."""
+    scale = (q_nope.shape[-1] + q_r.shape[-1]) ** -0.5
+    q_lat = torch.einsum("bhd,hdr->bhr", q_nope, W_uk)  # q_nope . (W_uk c) = (W_uk^T q_nope) . c
+    scores = (torch.einsum("bhr,bsr->bhs", q_lat, c_kv) + torch.einsum("bhd,bsd->bhs", q_r, k_r)) * scale
+    o_lat = torch.einsum("bhs,bsr->bhr", scores.softmax(-1), c_kv)  # weighted sum of the latents
+    return torch.einsum("bhr,hvr->bhv", o_lat, W_uv)  # one up-projection, after the sum
+
+
+# %% tags=["exercise-check"]
+check(my_absorbed_decode, ABSORBED_DECODE)
+
+# %% [markdown]
+# **Open exercise** (no checker: it asks for a training run):
+# 4. **15:1.** The paper's sparsest ratio (15:1) lost to 3:1 (valid ppl 5.82). Add `"15:1"` to the
 #    ablation with `n_layers=16` and train it. Where does it land?
-# 2. **Drop the shared key.** Set `shared_dim=0`: how many bytes per token does an MLA layer cache now?
-#    Does the check cell still pass? (It should: nothing in the absorbed form needs k_r.)
-# 3. **The paper's stack.** With 27 layers and `last_layer_mla=True`, compute the growing part of 3:1's
-#    cache relative to all-MLA from `filled_cache(...).nbytes()` and compare it with 7/27.
-
-# %% tags=["exercise"]
-# Exercise 2: cache bytes per token of one MLA layer without the shared key slice
-no_kr = MultiHeadLatentAttention(m.d_model, m.n_heads, m.kv_lora_rank, m.head_dim, shared_dim=0)
-print(no_kr.cache_bytes_per_token(), "bytes per token, vs", mla.cache_bytes_per_token(), "with k_r")
-assert no_kr.cache_bytes_per_token() == 4 * m.kv_lora_rank
-
-# %% tags=["exercise"]
-# Exercise 3: the paper's 27-layer stack at a small width
-from labcore.hybrid import filled_cache
-
-small = dict(d_model=32, n_heads=2, head_dim=8, kv_lora_rank=16, shared_dim=4, n_layers=27)
-grow = {}
-for ratio, last in (("3:1", True), ("mla", False)):
-    net = HybridLM(HybridConfig(ratio=ratio, last_layer_mla=last, **small)).eval()
-    grow[ratio] = filled_cache(net, 1, 64).nbytes() - filled_cache(net, 1, 32).nbytes()
-print(f"growing part: {grow['3:1'] / grow['mla']:.4f} of all-MLA; 7/27 = {7 / 27:.4f}")
-assert abs(grow["3:1"] / grow["mla"] - 7 / 27) < 1e-12

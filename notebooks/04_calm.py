@@ -361,15 +361,101 @@ paper_vs_lab(rows, prof.name, "04_calm")
 
 # %% [markdown]
 # ## Exercises
-# 1. **Feed latents back.** Change generation to feed the predicted vector (through a Linear) instead of the
+#
+# Three checked exercises. Finish each stub (the cell that ends in `# Finish me!`), then run the check cell
+# after it: `check` gives your function and labcore's own implementation the same random inputs (sizes in the
+# printout) and prints yours, the expected values and their difference against a stated tolerance, with a
+# hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
+#
+# 1. **The energy score itself.** Section 2 trains with the loss; write the score it comes from,
+#    $S(P, y) = \mathbb{E}\lVert X - y\rVert - \tfrac12\mathbb{E}\lVert X - X'\rVert$, estimated from $N$ samples
+#    per position (the second expectation over the $N(N-1)$ distinct pairs). Checked in float64 to 1e-10
+#    against `energy_score_loss` with one target (which is exactly twice the score).
+
+# %% tags=["exercise-setup"]
+import torch  # noqa: E402
+
+from labcore.exercises import BRIER_EXACT, BRIER_NGRAMS, ENERGY_SCORE, check  # noqa: E402
+
+
+# %% tags=["exercise-stub"]
+def my_energy_score(samples, y):
+    """samples [N, B, D] draws of X, y [B, D] observations -> S(P, y) per position [B] (lower is better)."""
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_energy_score(samples, y):
+    """samples [N, B, D] draws of X, y [B, D] observations -> S(P, y) per position [B] (lower is better)."""
+    N = samples.shape[0]
+    s = samples.transpose(0, 1)  # [B, N, D]
+    fidelity = (s - y[:, None]).norm(dim=-1).mean(-1)  # E||X - y||
+    spread = torch.cdist(s, s).sum(dim=(1, 2)) / (N * (N - 1))  # E||X - X'||, the zero diagonal left out
+    return fidelity - spread / 2
+
+
+# %% tags=["exercise-check"]
+check(my_energy_score, ENERGY_SCORE)
+
+# %% [markdown]
+# 2. **Brier-n over every n-gram, and BrierLM.** Section 4 scored chunk-aligned n-grams; write the sliding
+#    version (every start $t = 0..T-n$): `my_brier(x1, x2, y, max_n)` returns Brier-1..Brier-max_n as a tensor
+#    and BrierLM (a float, the clamp on the product). Checked against `brier_lm(..., chunk_aligned=False)`.
+
+# %% tags=["exercise-stub"]
+def my_brier(x1, x2, y, max_n):
+    """x1, x2 two samples, y the reference, all [B, T] ints -> (Brier-n for n = 1..max_n [max_n], BrierLM)."""
+    # Finish me! an n-gram matches only if all n tokens match (Tensor.unfold helps)
+    return None
+
+
+# %% tags=["solution"]
+def my_brier(x1, x2, y, max_n):
+    """x1, x2 two samples, y the reference, all [B, T] ints -> (Brier-n for n = 1..max_n [max_n], BrierLM)."""
+    match = lambda a, b, n: (a == b).float().unfold(1, n, 1).prod(-1)  # [B, T - n + 1]  # noqa: E731
+    scores = torch.stack([(match(x1, y, n) + match(x2, y, n) - match(x1, x2, n)).mean()
+                          for n in range(1, max_n + 1)])
+    return scores, 100 * max(float(scores.prod()), 0.0) ** (1 / max_n)
+
+
+# %% tags=["exercise-check"]
+check(my_brier, BRIER_NGRAMS)
+
+# %% [markdown]
+# 3. **The Brier score in closed form.** When the model's probabilities are available (the token
+#    transformer), the two-sample estimate has a closed-form mean: write `my_brier_exact(probs, y)`.
+#    Checked against `labcore.calm.brier.brier_exact` to 1e-6.
+
+# %% tags=["exercise-stub"]
+def my_brier_exact(probs, y):
+    """probs [B, V] (rows sum to 1), y [B] targets -> Brier score per row [B] (at most 1, higher is better)."""
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_brier_exact(probs, y):
+    """probs [B, V] (rows sum to 1), y [B] targets -> Brier score per row [B] (at most 1, higher is better)."""
+    p_y = probs.gather(-1, y[:, None]).squeeze(-1)  # what 1[x1 = y] and 1[x2 = y] each estimate
+    collision = probs.pow(2).sum(-1)  # P(x1 = x2), what 1[x1 = x2] estimates
+    return 2 * p_y - collision
+
+
+# %% tags=["exercise-check"]
+check(my_brier_exact, BRIER_EXACT)
+
+# %% [markdown]
+# **Open exercises** (no checker: they ask for an experiment):
+# 4. **Feed latents back.** Change generation to feed the predicted vector (through a Linear) instead of the
 #    decoded tokens, retrain, and compare BrierLM (paper: 3.25 vs 4.70 with tokens).
-# 2. **Lower-variance Brier for the token model.** Implement $2\prod_i p(y_i) - \mathbb{1}[\text{prefixes agree}]\sum_x p(x\mid\text{prefix})^2$
+# 5. **Lower-variance Brier for the token model.** Implement $2\prod_i p(y_i) - \mathbb{1}[\text{prefixes agree}]\sum_x p(x\mid\text{prefix})^2$
 #    and check it averages to the same value as the two-sample estimate (below, for n = 1).
-# 3. **Drop the diversity term** of the energy loss and re-run the toy head: what happens to the samples?
+# 6. **Drop the diversity term** of the energy loss and re-run the toy head: what happens to the samples?
 
 # %% tags=["exercise"]
-# Exercise 2, n = 1: the closed form at the chunk starts vs the two-sample estimate (same model, same positions)
+# Exercise 5, n = 1: the closed form at the chunk starts vs the two-sample estimate (same model, same positions)
 print("closed form", round(base_last["brier_1_exact"], 3), "| two-sample", round(base_last["brier_1"], 3))
 
 # %% tags=["exercise"]
-# Exercise 3: train with the fidelity term only (hint: wrap energy_score_loss and subtract the diversity)
+# Exercise 6: train with the fidelity term only (hint: wrap energy_score_loss and subtract the diversity)

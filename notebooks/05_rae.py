@@ -457,16 +457,114 @@ paper_vs_lab([
 
 # %% [markdown]
 # ## Exercises
-# 1. **Half-normal sigma.** Retrain the noise-augmented decoder with `sigma_dist="half_normal"` (the
+#
+# Three checked exercises. Finish each stub (the cell that ends in `# Finish me!`), then run the check cell
+# after it: `check` gives your function and labcore's own implementation the same random inputs (sizes in the
+# printout) and prints yours, the expected values and their difference against a stated tolerance, with a
+# hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
+#
+# 1. **The sampler's time grid.** Write `my_time_grid(steps, latent_dim, base_dim)`: the `steps + 1` times
+#    from 1 (noise) down to 0 (data), uniform, then moved by the dimension-dependent shift. Checked against
+#    `labcore.rae.flow.time_grid` to 1e-6 on 5 random (steps, m, n).
+
+# %% tags=["exercise-setup"]
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+from labcore.exercises import EULER_CFG, FRECHET_FEATURES, SHIFTED_GRID, check  # noqa: E402
+
+
+# %% tags=["exercise-stub"]
+def my_time_grid(steps, latent_dim, base_dim):
+    """ints -> float32 [steps + 1], from 1 down to 0, shifted with a = sqrt(latent_dim / base_dim)."""
+    a = math.sqrt(latent_dim / base_dim)
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_time_grid(steps, latent_dim, base_dim):
+    """ints -> float32 [steps + 1], from 1 down to 0, shifted with a = sqrt(latent_dim / base_dim)."""
+    a = math.sqrt(latent_dim / base_dim)
+    t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return (a * t / (1 + (a - 1) * t)).float()
+
+
+# %% tags=["exercise-check"]
+check(my_time_grid, SHIFTED_GRID)
+
+# %% [markdown]
+# 2. **FID from features.** Write `my_fid(f1, f2)`: fit a Gaussian (mean, unbiased covariance) to each feature
+#    set and return their Fréchet distance as a float. Use `torch.linalg.eigh` for the matrix square roots.
+#    Checked in float64 against `labcore.rae.fid.frechet_distance_features` to 1e-6 relative.
+
+# %% tags=["exercise-stub"]
+def my_fid(f1, f2):
+    """f1 [N1, D], f2 [N2, D] float64 features -> Fréchet distance of the fitted Gaussians (a float)."""
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_fid(f1, f2):
+    """f1 [N1, D], f2 [N2, D] float64 features -> Fréchet distance of the fitted Gaussians (a float)."""
+    def sqrtm(a):  # symmetric PSD square root
+        w, U = torch.linalg.eigh(a)
+        return U @ torch.diag(w.clamp_min(0).sqrt()) @ U.T
+
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = torch.cov(f1.T), torch.cov(f2.T)  # unbiased (N - 1)
+    r1 = sqrtm(s1)
+    fd = (mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * sqrtm(r1 @ s2 @ r1).trace()
+    return float(fd)
+
+
+# %% tags=["exercise-check"]
+check(my_fid, FRECHET_FEATURES)
+
+# %% [markdown]
+# 3. **Euler sampling with classifier-free guidance.** Write `my_euler_cfg(model, noise, cond, null_cond,
+#    steps, cfg_scale, latent_dim, base_dim)`: integrate $dx/dt = v$ from $t = 1$ to $0$ on the shifted grid,
+#    with the guided velocity $v = v_\varnothing + w\,(v_c - v_\varnothing)$. `model(x, t, c)` takes $t$ as a
+#    `[B]` tensor. Checked against `labcore.rae.flow.euler_sample` on a fixed random velocity field to 1e-5.
+
+# %% tags=["exercise-stub"]
+def my_euler_cfg(model, noise, cond, null_cond, steps, cfg_scale, latent_dim, base_dim):
+    """noise [B, D] at t = 1 -> the sample at t = 0 [B, D], `steps` guided Euler steps."""
+    x = noise
+    # Finish me! (your my_time_grid above gives the times)
+    return None
+
+
+# %% tags=["solution"]
+def my_euler_cfg(model, noise, cond, null_cond, steps, cfg_scale, latent_dim, base_dim):
+    """noise [B, D] at t = 1 -> the sample at t = 0 [B, D], `steps` guided Euler steps."""
+    x = noise
+    ts = my_time_grid(steps, latent_dim, base_dim)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        tb = t.expand(x.shape[0])  # [B]
+        v_null = model(x, tb, null_cond)
+        v = v_null + cfg_scale * (model(x, tb, cond) - v_null)
+        x = x + (t_next - t) * v  # t_next < t: a step toward data
+    return x
+
+
+# %% tags=["exercise-check"]
+check(my_euler_cfg, EULER_CFG)
+
+# %% [markdown]
+# **Open exercises** (no checker: they ask for an experiment):
+# 4. **Half-normal sigma.** Retrain the noise-augmented decoder with `sigma_dist="half_normal"` (the
 #    paper's text) by calling `labcore.rae.decoder.decoder_loss` in your own loop; compare recon and
 #    generation FID with the uniform draw.
-# 2. **DiT-DH.** Swap `DiT` for `labcore.rae.dit.DiTDH` with `cfg.narrow_width` as the trunk width and
+# 5. **DiT-DH.** Swap `DiT` for `labcore.rae.dit.DiTDH` with `cfg.narrow_width` as the trunk width and
 #    `cfg.head_width` for the head. Does the wide head remove the width floor of the overfit experiment?
-# 3. **Base dimension.** Sweep `base_dim` in {16, 64, 256, 512} (a = 5.7 … 1) and plot final FID.
+# 6. **Base dimension.** Sweep `base_dim` in {16, 64, 256, 512} (a = 5.7 … 1) and plot final FID.
 
 # %% tags=["exercise"]
-# Exercise 2 starter: the width floor with a wide head
-from labcore.rae.dit import DiTDH
+# Exercise 5 starter: the width floor with a wide head
+from labcore.rae.dit import DiTDH  # noqa: E402
 
 dh = DiTDH(tok, zn_train.shape[1], cfg.narrow_width, cfg.dit_depth, cfg.head_width, cfg.head_depth).to(dev)
 print(f"DiT-DH params: {sum(q.numel() for q in dh.parameters()):,}")

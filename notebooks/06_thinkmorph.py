@@ -608,18 +608,111 @@ table = paper_vs_lab(rows, prof.name, "06_thinkmorph")
 # > move single cells by 10-20 points, so read the "within noise" marks literally.
 #
 # ## Exercises
+#
+# Three checked exercises. Finish each stub (the cell that ends in `# Finish me!`), then run the check cell
+# after it: `check` gives your function and labcore's own implementation the same random inputs (sizes in the
+# printout) and prints yours, the expected values and their difference against a stated tolerance, with a
+# hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
+#
+# 1. **Scoring an answer by executing it.** Write `my_score(task, moves)` for a maze: walk the moves from
+#    `task.start`; reaching `task.goal` ends the episode (later moves do not count); an unknown move, a step
+#    off the grid or into a hole fails. Checked exactly against `MazeTask.score` on 16 random answers (right,
+#    one move changed, one short, walking on past the goal).
+
+# %% tags=["exercise-setup"]
+from math import comb  # noqa: E402
+
+import torch  # noqa: E402
+
+from labcore.exercises import MAZE_SCORE, PASS_AT_K, WRONG_PROBE, check  # noqa: E402
+from labcore.thinkmorph.model import image_to_patches  # noqa: E402
+
+
+# %% tags=["exercise-stub"]
+def my_score(task, moves):
+    """MazeTask, list of 'U'/'D'/'L'/'R' -> True when the moves reach the goal safely."""
+    step = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_score(task, moves):
+    """MazeTask, list of 'U'/'D'/'L'/'R' -> True when the moves reach the goal safely."""
+    step = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
+    r, c = task.start
+    for m in moves:
+        if (r, c) == task.goal:
+            return True  # the episode already ended
+        if m not in step:
+            return False
+        r, c = r + step[m][0], c + step[m][1]
+        if not (0 <= r < task.size and 0 <= c < task.size) or task.holes[r, c]:
+            return False
+    return (r, c) == task.goal
+
+
+# %% tags=["exercise-check"]
+check(my_score, MAZE_SCORE)
+
+# %% [markdown]
+# 2. **The "wrong picture" probe** (section "Does the picture matter?"). Write `my_wrong_picture(tasks, rows, x)`:
+#    what the probe writes in place of the images the model drew for `rows`: for each, the correct sketch of
+#    *another* puzzle of the same kind and size, `type(t).generate(t.size, t.seed + 7919)`, as patches.
+#    Checked exactly against `labcore.thinkmorph.evaluate.wrong_hook`.
+
+# %% tags=["exercise-stub"]
+def my_wrong_picture(tasks, rows, x):
+    """tasks, rows [n] indices into tasks, x [n, P, patch_dim] the drawn images -> [n, P, patch_dim]."""
+    # Finish me! (image_to_patches turns a task's visual_thought() into [P, patch_dim])
+    return None
+
+
+# %% tags=["solution"]
+def my_wrong_picture(tasks, rows, x):
+    """tasks, rows [n] indices into tasks, x [n, P, patch_dim] the drawn images -> [n, P, patch_dim]."""
+    others = [type(tasks[r]).generate(tasks[r].size, tasks[r].seed + 7919) for r in rows.tolist()]
+    return torch.stack([image_to_patches(o.visual_thought()) for o in others]).to(x.device, x.dtype)
+
+
+# %% tags=["exercise-check"]
+check(my_wrong_picture, WRONG_PROBE)
+
+# %% [markdown]
+# 3. **pass@k without bias** (section "Best of N"). From $n$ sampled answers of which $c$ are correct, write
+#    `my_pass_at_k(n, c, k)`: the probability that at least one of $k$ answers drawn without replacement is
+#    correct. Checked against `labcore.thinkmorph.evaluate.pass_at_k` to 1e-9 relative on 12 random (n, c, k).
+
+# %% tags=["exercise-stub"]
+def my_pass_at_k(n, c, k):
+    """ints, 0 <= c <= n, 1 <= k <= n -> P(at least one of k draws is correct), a float."""
+    # Finish me!
+    return None
+
+
+# %% tags=["solution"]
+def my_pass_at_k(n, c, k):
+    """ints, 0 <= c <= n, 1 <= k <= n -> P(at least one of k draws is correct), a float."""
+    return 1.0 - comb(n - c, k) / comb(n, k)  # comb is 0 when n - c < k: some draw must hit
+
+
+# %% tags=["exercise-check"]
+check(my_pass_at_k, PASS_AT_K)
+
+# %% [markdown]
+# **Open exercises** (no checker: they ask for an experiment):
 
 # %% tags=["exercise"]
-# 1. Make the interleaved arm's text and image *isomorphic* instead of complementary: put the full path in
+# 4. Make the interleaved arm's text and image *isomorphic* instead of complementary: put the full path in
 #    words inside the first <think> as well (copy the text arm's thought into labcore.thinkmorph.traces).
 #    The paper argues this helps less. Does accuracy or the probe drop change?
-# 2. Run the probes on the text arm: if it never draws, they cannot change anything. How often does the
+# 5. Run the probes on the text arm: if it never draws, they cannot change anything. How often does the
 #    text arm emit <image_start> on its own?
 if "text" in arms:
     print("text-arm traces that drew an image:", sum(r.drew_image for r in results[("text", ("maze", "in-dist"))]))
 
 # %% tags=["exercise"]
-# 3. Flow steps: re-run `solve` for the interleaved model with cfg.model.flow_steps of 1, 2 and 16
+# 6. Flow steps: re-run `solve` for the interleaved model with cfg.model.flow_steps of 1, 2 and 16
 #    (dataclasses.replace on the model's cfg). How few Euler steps still give a readable path?
-# 4. Train only on 4x4..5x5 mazes (dataclasses.replace(cfg, maze_train=(4, 5))) and plot accuracy vs size.
+# 7. Train only on 4x4..5x5 mazes (dataclasses.replace(cfg, maze_train=(4, 5))) and plot accuracy vs size.
 #    Which arm degrades most gracefully on larger mazes?
