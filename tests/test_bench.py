@@ -19,10 +19,15 @@ def test_kda_bench_writes_ratios_timed_in_process_time(tmp_path):
     res = run_bench("kda", tmp_path, quick=True)
     data = json.loads((tmp_path / "kda.json").read_text())
     cpu = [r for r in data["rows"] if r["device"] == "cpu"]
-    assert [r["T"] for r in cpu] == [512, 1024]
+    assert sorted({r["T"] for r in cpu}) == [512, 1024]
+    # every (T, gate, mode) measured once, each row naming its gate
+    assert {(r["T"], r["gate"], r["mode"]) for r in cpu} == {
+        (T, g, m) for T in (512, 1024) for g in ("layer_init", "trained", "mild") for m in ("fwd", "fwd+bwd")}
+    assert len(cpu) == 12
     # one CPU thread -> process time, so a busy machine does not skew the ratio
     assert all(r["clock"] == "process" and r["chunk_vs_recurrent"] > 0 for r in cpu)
-    assert res["summary"]["cpu_chunk_vs_recurrent@512"] == round(cpu[0]["chunk_vs_recurrent"], 2)
+    r0 = cpu[0]
+    assert res["summary"][f"cpu_chunk_vs_recurrent@512/{r0['gate']}/{r0['mode']}"] == round(r0["chunk_vs_recurrent"], 2)
 
 
 def test_timeit_rejects_unknown_clock():

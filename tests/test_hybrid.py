@@ -231,3 +231,28 @@ def test_gate_decay_widget_on_hybrid():
     before = w.heat.data[0].z
     w.layer.value = 2
     assert w.heat.data[0].z != before, "switching layer must redraw the heatmap"
+
+
+def test_decode_cache_grows_in_place_and_branches_safely():
+    # a decode step writes one row into spare capacity (no O(S) copy); appending to an older cache (a
+    # branch) must not overwrite what the newer one holds
+    from labcore.hybrid.cache import KVCache, MLACache
+
+    for cls, shape in ((MLACache, (2, 5, 8)), (KVCache, (2, 5, 3, 4))):
+        a = cls(torch.randn(*shape), torch.randn(*shape))
+        rows = [torch.randn(2, 1, *shape[2:]) for _ in range(4)]
+        b = a.append(rows[0], rows[0])
+        c = b.append(rows[1], rows[1])
+        assert c._rows is b._rows, f"{cls.__name__}: a step with spare capacity must not reallocate"
+        assert b.seq_len == 6 and c.seq_len == 7 and b.allocated_bytes() >= c.nbytes()
+        d = b.append(rows[2], rows[2])  # branch from b: c's row 6 must survive
+        first = (c.c_kv if cls is MLACache else c.k)
+        other = (d.c_kv if cls is MLACache else d.k)
+        assert torch.equal(first[:, 6], rows[1][:, 0]) and torch.equal(other[:, 6], rows[2][:, 0])
+        assert torch.equal(first[:, :6], other[:, :6])
+
+
+def test_hybrid_rejects_empty_batch():
+    m = HybridLM(HybridConfig(n_layers=2, ratio="1:1"))
+    with pytest.raises(ValueError, match="B >= 1"):
+        m(torch.zeros(0, 4, dtype=torch.long))

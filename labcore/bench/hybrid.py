@@ -8,8 +8,8 @@ built by labcore.hybrid.decode.filled_cache (exact shapes of a real prefill, ran
 contexts cost no prefill. Bytes come from the cache objects' nbytes(); a time is the fastest of a few
 decode steps (batch 1, models interleaved), reported as ratios measured in this one run.
 
-> The growing caches here grow by concatenation, so a decode step also copies the cache once: like
-> attention's read of it, that cost is proportional to the cache's bytes.
+> The growing caches keep spare capacity (the buffer doubles when full), so a decode step writes one row
+> and its cost is what attention reads; before, each step copied the whole cache (torch.cat).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def decode_times(base: HybridConfig, ratios: list[str], contexts: list[int], bat
             for r, m in models.items():
                 sync()
                 t0 = time.perf_counter()
-                decode_step(m, tok, caches[r])
+                _, caches[r] = decode_step(m, tok, caches[r])  # advance: in-place growth, as in generate
                 sync()
                 if rep:
                     best[r] = min(best[r], time.perf_counter() - t0)

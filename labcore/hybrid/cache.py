@@ -7,8 +7,9 @@ Taught in notebooks/03_kimi_linear_hybrid.ipynb, section "Caches".
 - KDA layers keep a fixed-size state [B, H, K, V] + conv tails (labcore.kda.layer.KDACache).
 - The softmax baseline keeps full per-head keys and values [B, S, H, D] (KVCache).
 
-`nbytes()` is the exact byte count of the tensors a cache holds (numel * element_size), not an estimate.
-Caches grow by concatenation, so there is no spare capacity to count.
+`nbytes()` is the exact byte count of the tokens a cache holds (numel * element_size), not an estimate.
+Growing caches keep their rows in a buffer that doubles when full, so appending a token writes one row
+instead of copying the whole cache (amortised O(1)); `allocated_bytes()` counts the buffer's capacity.
 """
 
 from __future__ import annotations
@@ -24,47 +25,105 @@ def tensor_bytes(*tensors: torch.Tensor | None) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-@dataclass
+class _Rows:
+    """Tensors [B, S, ...] that grow along S in a shared buffer with spare capacity (doubling).
+
+    Caches are values: appending returns a new object and the old one still sees its own S rows. Only the
+    newest holder of a buffer appends in place; appending to an older one (a branch) copies first."""
+
+    def __init__(self, *tensors: torch.Tensor):
+        self.bufs = list(tensors)
+        self.filled = tensors[0].shape[1]  # rows written; holders with a smaller length are branches
+
+    def append(self, length: int, new: tuple[torch.Tensor, ...]) -> tuple[_Rows, int]:
+        T = new[0].shape[1]
+        rows = self
+        if length != self.filled or length + T > self.bufs[0].shape[1]:  # branch, or no room: reallocate
+            cap = max(2 * (length + T), 16)
+            rows = _Rows(*(b.new_empty(b.shape[0], cap, *b.shape[2:]) for b in self.bufs))
+            for dst, src in zip(rows.bufs, self.bufs, strict=True):
+                dst[:, :length] = src[:, :length]
+        for dst, src in zip(rows.bufs, new, strict=True):
+            dst[:, length:length + T] = src
+        rows.filled = length + T
+        return rows, length + T
+
+    def allocated_bytes(self) -> int:
+        return tensor_bytes(*self.bufs)
+
+
 class MLACache:
     """One MLA layer's cache: only the compressed latent and the shared key slice (NoPE, unrotated)."""
 
-    c_kv: torch.Tensor  # [B, S, R] RMS-normed latent, R = kv_lora_rank
-    k_r: torch.Tensor  # [B, S, Dr] key slice shared by all heads (Dr may be 0)
+    def __init__(self, c_kv: torch.Tensor, k_r: torch.Tensor, *, _rows: _Rows | None = None,
+                 _length: int | None = None):
+        self._rows = _rows if _rows is not None else _Rows(c_kv, k_r)
+        self._length = c_kv.shape[1] if _length is None else _length
+
+    @property
+    def c_kv(self) -> torch.Tensor:
+        """[B, S, R] RMS-normed latent, R = kv_lora_rank (a view of the buffer)."""
+        return self._rows.bufs[0][:, :self._length]
+
+    @property
+    def k_r(self) -> torch.Tensor:
+        """[B, S, Dr] key slice shared by all heads (Dr may be 0)."""
+        return self._rows.bufs[1][:, :self._length]
 
     @property
     def seq_len(self) -> int:
-        return self.c_kv.shape[1]
+        return self._length
 
     def append(self, c_kv: torch.Tensor, k_r: torch.Tensor) -> MLACache:
         """A new cache with T more tokens: c_kv [B, T, R], k_r [B, T, Dr]."""
-        if c_kv.shape[0] != self.c_kv.shape[0] or c_kv.shape[2] != self.c_kv.shape[2]:
-            raise ValueError(f"c_kv must be [B={self.c_kv.shape[0]}, T, R={self.c_kv.shape[2]}], "
-                             f"got {tuple(c_kv.shape)}")
-        return MLACache(torch.cat([self.c_kv, c_kv], 1), torch.cat([self.k_r, k_r], 1))
+        buf = self._rows.bufs[0]
+        if c_kv.shape[0] != buf.shape[0] or c_kv.shape[2] != buf.shape[2]:
+            raise ValueError(f"c_kv must be [B={buf.shape[0]}, T, R={buf.shape[2]}], got {tuple(c_kv.shape)}")
+        rows, length = self._rows.append(self._length, (c_kv, k_r))
+        return MLACache(c_kv, k_r, _rows=rows, _length=length)
 
     def nbytes(self) -> int:
         return tensor_bytes(self.c_kv, self.k_r)
 
+    def allocated_bytes(self) -> int:
+        """Bytes of the buffer, spare capacity included (at most 2x nbytes after growing)."""
+        return self._rows.allocated_bytes()
 
-@dataclass
+
 class KVCache:
     """One softmax-attention layer's cache: full keys and values of every head (the baseline)."""
 
-    k: torch.Tensor  # [B, S, H, D]
-    v: torch.Tensor  # [B, S, H, D]
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, *, _rows: _Rows | None = None,
+                 _length: int | None = None):
+        self._rows = _rows if _rows is not None else _Rows(k, v)
+        self._length = k.shape[1] if _length is None else _length
+
+    @property
+    def k(self) -> torch.Tensor:
+        """[B, S, H, D] keys (a view of the buffer)."""
+        return self._rows.bufs[0][:, :self._length]
+
+    @property
+    def v(self) -> torch.Tensor:
+        """[B, S, H, D] values."""
+        return self._rows.bufs[1][:, :self._length]
 
     @property
     def seq_len(self) -> int:
-        return self.k.shape[1]
+        return self._length
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> KVCache:
-        if k.shape[0] != self.k.shape[0] or k.shape[2:] != self.k.shape[2:]:
-            raise ValueError(f"k must be [B={self.k.shape[0]}, T, {tuple(self.k.shape[2:])}], "
-                             f"got {tuple(k.shape)}")
-        return KVCache(torch.cat([self.k, k], 1), torch.cat([self.v, v], 1))
+        buf = self._rows.bufs[0]
+        if k.shape[0] != buf.shape[0] or k.shape[2:] != buf.shape[2:]:
+            raise ValueError(f"k must be [B={buf.shape[0]}, T, {tuple(buf.shape[2:])}], got {tuple(k.shape)}")
+        rows, length = self._rows.append(self._length, (k, v))
+        return KVCache(k, v, _rows=rows, _length=length)
 
     def nbytes(self) -> int:
         return tensor_bytes(self.k, self.v)
+
+    def allocated_bytes(self) -> int:
+        return self._rows.allocated_bytes()
 
 
 @dataclass

@@ -186,6 +186,8 @@ class HybridLM(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
         B, T = input_ids.shape
+        if B == 0:
+            raise ValueError(f"input_ids must hold at least one sequence (B >= 1), got shape {tuple(input_ids.shape)}")
         if T == 0:
             raise ValueError("input_ids must hold at least one token (T >= 1)")
         if input_ids.min() < 0 or input_ids.max() >= self.cfg.vocab_size:
