@@ -220,8 +220,8 @@ TOP_P_MASKS = Spec(
     "hard top-p masks, Hugging Face rule and inclusive rule", _top_p_masks_spec, _probs_P,
     dims={"N": 16, "V": 30}, outputs=("hf", "inclusive"), atol=0.0, rtol=0.0,
     hint="sort p descending and take c = cumsum; HF keeps a token when the mass *before* it (c - p) is < P "
-         "(so the top token always stays), inclusive keeps it when c <= P, and the top token too; scatter the kept flags back to "
-         "vocabulary order (bool [N, V]).")
+         "(so the top token always stays), inclusive keeps it when c <= P, and the top token too; scatter the "
+         "kept flags back to vocabulary order (bool [N, V]).")
 
 
 def _logits_T(n: dict[str, int], gen: torch.Generator) -> tuple[torch.Tensor, ...]:
