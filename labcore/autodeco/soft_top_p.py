@@ -46,7 +46,7 @@ def soft_top_p_torch(logits: torch.Tensor, temperature: torch.Tensor, top_p: tor
     Computes in float32 at least (float64 inputs stay float64, for gradcheck)."""
     dt = torch.promote_types(logits.dtype, torch.float32)
     log_p = torch.log_softmax(logits.to(dt) / temperature.to(dt).clamp_min(1e-8)[..., None], dim=-1)  # [..., V]
-    p_sorted, order = torch.sort(log_p.exp(), dim=-1, descending=True)
+    p_sorted, order = torch.sort(log_p.exp(), dim=-1, descending=True, stable=True)  # ties: lower index first
     c = p_sorted.cumsum(-1)
     P = top_p.to(dt)[..., None]
     if alpha == float("inf"):
@@ -98,11 +98,11 @@ def top_p_mask(probs: torch.Tensor, top_p: torch.Tensor, convention: str = "hf")
     the top token is always kept. convention="inclusive": keep tokens whose inclusive cumulative mass
     is <= P (the alpha -> inf limit of soft top-p), but at least the top token (the limit when P < max
     prob) and everything at P = 1.
-    Ties are broken by torch.sort's order.
+    Ties go to the lower index (stable sort), as in the naive reference.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    p_sorted, order = torch.sort(probs, dim=-1, descending=True)
+    p_sorted, order = torch.sort(probs, dim=-1, descending=True, stable=True)
     c = p_sorted.cumsum(-1)
     P = top_p[..., None]
     if convention == "hf":

@@ -48,8 +48,9 @@ def velocity_target(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 
 def shift_factor(latent_dim: int, base_dim: int) -> float:
     """a = sqrt(m / n): m = tokens x channels of the latent, n = the base dimension of the schedule."""
-    latent_dim = check_int("latent_dim", latent_dim, lo=1)
-    base_dim = check_int("base_dim", base_dim, lo=1)
+    # reals, not only ints: callers pass (a^2, 1) to ask for a shift factor a directly
+    latent_dim = check_real("latent_dim", latent_dim, 0.0, None, lo_open=True, hi_open=True)
+    base_dim = check_real("base_dim", base_dim, 0.0, None, lo_open=True, hi_open=True)
     return math.sqrt(latent_dim / base_dim)
 
 
