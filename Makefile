@@ -8,7 +8,7 @@ PROFILE ?= auto
 OUT ?= build
 PY := $(VENV)/bin/python
 
-.PHONY: course test lab bench sync lint clean student
+.PHONY: course test test-browser lab bench sync lint clean student
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,19 @@ test: $(VENV)/.dev
 	$(PY) -m labcore nb check
 	LABCORE_PROFILE=smoke TRITON_INTERPRET=1 $(PY) -m pytest tests --nbval-lax notebooks \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
+
+## make test-browser: JupyterLab in headless Chromium (Debian's chromium package, driven by Playwright; no
+## browser download): every widget notebook runs at smoke, each widget draws and answers its controls;
+## screenshots in $(OUT)/screenshots/
+test-browser: $(VENV)/.browser
+	LABCORE_BROWSER=1 LABCORE_SCREENSHOTS=$(OUT)/screenshots $(PY) -m pytest tests/browser -p no:cacheprovider -v \
+		$(PYTEST_ARGS)
+
+$(VENV)/.browser: pyproject.toml $(VENV)/.torch
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "install Debian's chromium package (as root)"; exit 1; }; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	$(PY) -m pip install -q -e ".[lab,browser]"
+	touch $@
 
 ## make lab: JupyterLab on notebooks/
 lab: $(VENV)/.lab

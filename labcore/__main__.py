@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default="build", help="output folder (default: build)")
     run.add_argument("--only", default=None, help="comma-separated chapter prefixes, e.g. 01,02")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    run.add_argument("--timeout", type=float, default=None,
+                     help="seconds before a chapter is stopped (default: twice the profile's budget, >= 300)")
     csub.add_parser("list", help="list the chapters")
     stu = csub.add_parser("student", help="write student notebooks (solutions removed) into OUT")
     stu.add_argument("--out", default="build/student", help="output folder (default: build/student)")
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[student] {row['path']}: {row['exercises']} checked exercises, "
                       f"{row['solutions_removed']} solution cells removed")
             return 0
-        results = c.run_course(args.profile, args.out, args.only, html=not args.no_html)
+        results = c.run_course(args.profile, args.out, args.only, html=not args.no_html,
+                               timeout=args.timeout)
         print(f"[course] summary: {args.out}/summary.md")
         return 0 if all(r["ok"] for r in results) else 1
     from labcore import notebooks as n

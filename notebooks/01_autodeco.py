@@ -38,23 +38,28 @@ cfg
 # For one position with logits $l \in \mathbb{R}^V$, temperature $T$ and nucleus $P$:
 #
 # $$p = \mathrm{softmax}(l / \max(T, 10^{-8})),\quad p_s = \mathrm{sort}_\downarrow(p),\quad c = \mathrm{cumsum}(p_s)$$
-# $$m = \exp(-\alpha\,\mathrm{ReLU}(c - P)),\qquad \tilde p = \frac{p \odot m}{\sum p \odot m + 10^{-9}}$$
+# $$m = \exp(-\alpha\,\mathrm{ReLU}(c - P)),\qquad \tilde p = \frac{p \odot m}{\sum p \odot m}$$
 #
 # with $m$ un-sorted back to vocabulary order and $\alpha = 30$. Inside the nucleus ($c \le P$) the mask is 1;
 # past it, it decays smoothly, so gradients reach $P$, $T$ and the logits.
 #
 # > Note: as $\alpha \to \infty$ this keeps the tokens whose *inclusive* cumulative mass is $\le P$: one token
-# > fewer than the Hugging Face rule (smallest set with mass $\ge P$), and nothing at all when $P$ is below the
-# > top probability. Our hard decoder uses the HF rule; the tests check both limits.
+# > fewer than the Hugging Face rule (smallest set with mass $\ge P$), and the top token alone when $P$ is below
+# > the top probability. Our hard decoder uses the HF rule; the tests check both limits.
+#
+# > Note: the paper writes the denominator as $\sum p \odot m + 10^{-9}$. With a sharp mask (say $\alpha = 10^6$,
+# > $P = 0.01$) every $p \odot m$ underflows and that returns a vector summing to about 0, so we normalise
+# > exactly, in log space: $\tilde p = \mathrm{softmax}(\log p - \alpha\,\mathrm{ReLU}(c - P))$, the same
+# > thing whenever the paper's form is well defined.
 
 # %%
 def my_soft_top_p(logits, T, P, alpha=30.0):
-    p = torch.softmax(logits / T.clamp_min(1e-8)[..., None], dim=-1)  # [..., V]
-    p_sorted, order = p.sort(dim=-1, descending=True)
+    log_p = torch.log_softmax(logits / T.clamp_min(1e-8)[..., None], dim=-1)  # [..., V]
+    p_sorted, order = log_p.exp().sort(dim=-1, descending=True, stable=True)  # ties: lower index first
     c = p_sorted.cumsum(-1)
-    m_sorted = torch.exp(-alpha * torch.relu(c - P[..., None]))
-    m = torch.zeros_like(m_sorted).scatter(-1, order, m_sorted)  # back to vocabulary order
-    return p * m / ((p * m).sum(-1, keepdim=True) + 1e-9)
+    log_m_sorted = -alpha * torch.relu(c - P[..., None])  # log of the mask, in sorted order
+    log_m = torch.zeros_like(log_m_sorted).scatter(-1, order, log_m_sorted)  # back to vocabulary order
+    return torch.softmax(log_p + log_m, dim=-1)  # p * m / sum(p * m), exact even if every p * m underflows
 
 # %% [markdown]
 # Check: ours vs labcore's `soft_top_p` (same maths, should agree to float rounding) vs an independent naive

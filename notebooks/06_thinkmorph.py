@@ -482,12 +482,18 @@ if "interleaved" in arms:
 # ## Reading the traces
 #
 # Step through what each arm generated for one held-aside maze: the problem, the image the model drew, and
-# its words so far.
+# its words so far. Each arm's *gold* trace (what it was trained to write for this maze) is listed too, to
+# compare with; a generation that stopped before writing anything (possible at the smoke profile) is left out.
 
 # %%
 key = ("maze", "in-dist")
-viewer = TraceViewer({arm: context(results[(arm, key)][0].task) + results[(arm, key)][0].segments for arm in arms},
-                     title=f"one maze, every arm (profile={prof.name})")
+shown = {}
+for arm in sorted(arms, key=lambda a: a != "interleaved"):  # the interleaved arm first
+    res = results[(arm, key)][0]
+    if res.segments:
+        shown[f"{arm}: generated"] = context(res.task) + res.segments
+    shown[f"{arm}: gold"] = make_trace(res.task, arm)
+viewer = TraceViewer(shown, title=f"one maze, every arm (profile={prof.name})")
 viewer
 
 # %% [markdown]

@@ -53,3 +53,50 @@ def test_course_summary_collects_every_table(smoke_run):
         assert stem in timings
         assert results[stem]["tables"][0].splitlines()[-1] in summary
     print("smoke timings (s):", {k: v["seconds"] for k, v in timings.items()})
+
+
+PAGE_LIMIT_BYTES = 3_000_000  # a chapter page at smoke; plotly.js and MathJax are shared assets, not counted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", STEMS)
+def test_chapter_page_is_an_offline_page_with_every_figure(smoke_run, stem):
+    from labcore import site
+
+    out, _ = smoke_run
+    page = (out / f"{stem}.html").read_text(encoding="utf-8")
+    assert site.remote_scripts(page) == [], f"{stem}.html needs the network for {site.remote_scripts(page)}"
+    expected = site.figure_outputs(out / f"{stem}.ipynb")
+    assert site.page_figures(page) == expected, (
+        f"{stem}.html draws {site.page_figures(page)} figures, the notebook displayed {expected}")
+    assert "application/vnd.jupyter.widget-state+json" not in page, "saved widget state must not ship"
+    size = (out / f"{stem}.html").stat().st_size
+    assert size <= PAGE_LIMIT_BYTES, f"{stem}.html is {size / 1e6:.1f} MB (limit {PAGE_LIMIT_BYTES / 1e6:.0f} MB)"
+    for asset in ("assets/plotly.min.js", "assets/mathjax/MathJax.js"):
+        assert (out / asset).exists(), f"{asset} missing: the page would be blank offline"
+
+
+@pytest.mark.slow
+def test_course_index_links_every_chapter(smoke_run):
+    out, results = smoke_run
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for stem in STEMS:
+        assert f'href="{stem}.html"' in index and stem in index
+    assert "<table" in index and "smoke" in index
+
+
+@pytest.mark.slow
+def test_instructor_exercise_checks_pass(smoke_run):
+    """Every exercise check in an instructor notebook (solutions in) reports PASS."""
+    import nbformat
+
+    out, _ = smoke_run
+    failed = []
+    for stem in STEMS:
+        nb = nbformat.read(out / f"{stem}.ipynb", as_version=4)
+        for cell in nb.cells:
+            if "exercise-check" in cell.get("metadata", {}).get("tags", []):
+                text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+                if "PASS" not in text or "FAIL" in text:
+                    failed.append(f"{stem}: {cell.source.strip()[:60]}")
+    assert not failed, f"instructor solutions failed their checks: {failed}"
