@@ -128,10 +128,9 @@ NOTEBOOK_STATE = """() => {
       const o = c.model.outputs.get(j).toJSON();
       if (o.output_type === 'error') errors.push(`cell ${i}: ${o.ename}: ${o.evalue}`); } });
   return {status: kernel ? kernel.status : 'none', cells: cells.length,
-          done: cells.filter(c => c.model.executionCount !== null && !c.node.querySelector('.jp-mod-pending')).length,
           pending: cells.filter(c => c.model.executionCount === null).length,
-          running: document.querySelectorAll('.jp-InputArea-prompt').length ?
-            Array.from(document.querySelectorAll('.jp-InputArea-prompt')).filter(p => p.textContent.includes('*')).length : 0,
+          running: Array.from(document.querySelectorAll('.jp-InputArea-prompt'))
+            .filter(p => p.textContent.includes('*')).length,
           errors};
 }"""
 DRAWN = """(el) => Array.from(el.querySelectorAll('.js-plotly-plot')).map(gd => ({
