@@ -67,10 +67,14 @@ def _widget_html(model_id: str, state: dict) -> str | None:
     children = [c.removeprefix("IPY_MODEL_") for c in s.get("children", [])]
     kinds = [state.get(c, {}).get("model_name") for c in children]
     if model.get("model_name") == "HBoxModel" and kinds == ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
-        left, bar, right = (state[c]["state"] for c in children)  # tqdm: label, bar, counts and rate
-        return (f'<div class="labcore-tqdm"><span>{html.escape(_text(left.get("value", "")))}</span>'
-                f'<progress value="{bar.get("value", 0)}" max="{bar.get("max", 1)}"></progress>'
-                f'<span>{html.escape(_text(right.get("value", "")))}</span></div>')
+        left, bar, _ = (state[c]["state"] for c in children)  # tqdm: "desc: pct%", bar, counts and rate
+        # The saved labels can lag the bar (the last label refresh is not always in the saved state), so
+        # the final line is rebuilt from the bar itself: description, percentage, count.
+        done, total = float(bar.get("value", 0)), float(bar.get("max", 1)) or 1.0
+        desc = re.sub(r"\s*\d+%\s*$", "", _text(left.get("value", ""))).rstrip(":").strip()
+        line = f"{desc + ': ' if desc else ''}{100 * done / total:.0f}% {done:g}/{total:g}"
+        return (f'<div class="labcore-tqdm"><progress value="{done:g}" max="{total:g}"></progress>'
+                f'<span>{html.escape(line)}</span></div>')
     if children:
         inner = [_widget_html(c, state) for c in children]
         return "<div>" + "".join(x for x in inner if x) + "</div>"

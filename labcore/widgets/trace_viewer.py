@@ -42,7 +42,7 @@ class TraceViewer(FigureBox):
         self.step = w.IntSlider(min=0, max=len(self.traces[self.which.value]) - 1, description="step")
         fig = make_subplots(rows=1, cols=3, column_widths=[0.25, 0.25, 0.5],
                             specs=[[{"type": "xy"}, {"type": "xy"}, {"type": "domain"}]],
-                            subplot_titles=("problem", "drawn by the model", "text so far"))
+                            subplot_titles=("problem", "latest drawn image", "text so far"))
         blank = np.full((4, 4, 3), 255, dtype=np.uint8)
         fig.add_trace(go.Image(z=blank), 1, 1)
         fig.add_trace(go.Image(z=blank), 1, 2)

@@ -165,10 +165,12 @@ def _wait_drawn(output, timeout_s: float = 30) -> list[dict]:
         time.sleep(0.5)
 
 
-def _controls(output) -> list:
-    """Every control of a widget that can take another value: dropdowns with > 1 option, sliders with
-    max > min."""
-    found = [s for s in output.locator("select").all() if s.locator("option").count() > 1]
+def _controls(output, kind: str) -> list:
+    """The widget's controls of one kind that can take another value: dropdowns ("select") with > 1
+    option, sliders ("slider") with max > min."""
+    if kind == "select":
+        return [s for s in output.locator("select").all() if s.locator("option").count() > 1]
+    found = []
     for handle in output.locator(".noUi-handle").all():
         lo, hi = handle.get_attribute("aria-valuemin"), handle.get_attribute("aria-valuemax")
         if lo is not None and hi is not None and float(hi) > float(lo):
@@ -191,6 +193,20 @@ def _move(page, control) -> str:
     for _ in range(3):
         page.keyboard.press(key)
     return f"slider {key} x3"
+
+
+def _check_moves(page, out, control, stem: str, i: int, report: list[str], n: int) -> int:
+    """Move one control; its widget's plot must change and stay drawn."""
+    before = [p["signature"] for p in out.evaluate(DRAWN)]
+    what = _move(page, control)
+    deadline, after = time.monotonic() + 20, before
+    while time.monotonic() < deadline and after == before:
+        page.wait_for_timeout(300)
+        after = [p["signature"] for p in out.evaluate(DRAWN)]
+    assert after != before, f"{stem}: widget {i}: {what} did not change its plot"
+    assert all(p["drawn"] for p in out.evaluate(DRAWN)), f"{stem}: widget {i}: {what} broke its plot"
+    report.append(f"widget {n}: {what}: plot changed")
+    return 1
 
 
 @pytest.mark.parametrize("stem", list(WIDGET_NOTEBOOKS))
@@ -223,18 +239,12 @@ def test_widgets_render_and_respond(lab, browser, stem):
             assert plots and all(p["drawn"] for p in plots), \
                 f"{stem}: widget {i} has an empty plot frame (not drawn): {[p['title'] for p in plots]}"
             out.screenshot(path=str(SHOTS / f"{stem}-widget{figure_widgets}.png"))
-            controls = _controls(out)
-            assert controls, f"{stem}: widget {i} has no control a learner can move"
-            for control in controls:
-                before = [p["signature"] for p in out.evaluate(DRAWN)]
-                what = _move(page, control)
-                deadline, after = time.monotonic() + 20, before
-                while time.monotonic() < deadline and after == before:
-                    page.wait_for_timeout(300)
-                    after = [p["signature"] for p in out.evaluate(DRAWN)]
-                assert after != before, f"{stem}: widget {i}: {what} did not change its plot"
-                assert all(p["drawn"] for p in out.evaluate(DRAWN)), f"{stem}: widget {i}: {what} broke its plot"
-                report.append(f"widget {figure_widgets}: {what}: plot changed")
+            moved = 0
+            # dropdowns first: picking another trace or layer can make a slider movable (a longer trace)
+            for kind in ("select", "slider"):  # sliders looked up after the dropdowns have moved
+                for control in _controls(out, kind):
+                    moved += _check_moves(page, out, control, stem, i, report, figure_widgets)
+            assert moved, f"{stem}: widget {i} has no control a learner can move"
             out.screenshot(path=str(SHOTS / f"{stem}-widget{figure_widgets}-moved.png"))
         assert figure_widgets == WIDGET_NOTEBOOKS[stem], \
             f"{stem}: {figure_widgets} plotly widgets rendered, expected {WIDGET_NOTEBOOKS[stem]}"
