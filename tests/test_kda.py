@@ -79,6 +79,21 @@ def test_chunk_matches_naive_chunk_and_recurrent_on_realistic_gates(gate):
     assert_all_close(run_both(recurrent_kda, inputs), fast)
 
 
+@pytest.mark.parametrize("C", [64, 16])
+def test_chunk_mixed_strong_and_mild_channels(C):
+    # one chunk holds channels on the one-matmul path (decay within e^-80) and channels on the exact
+    # path, a different number per chunk and head (0 to 3): both paths and their sum are checked
+    B, T, H, K, V = 1, 130, 2, 16, 16
+    inputs = make_inputs(B, T, H, K, V, g_min=-0.5)
+    g = inputs[3]
+    g[:, :64, 0, 2] = -6.0  # first chunk(s), head 0: one channel
+    g[:, 64:, 1, 5:8] = -9.0  # later chunks, head 1: three channels
+    g[:, 100:, 0, 0] = -float("inf")
+    fast = run_both(chunk_kda, inputs, chunk_size=C)
+    assert_all_close(run_both(naive_chunk_kda, inputs, chunk_size=C), fast)
+    assert_all_close(run_both(recurrent_kda, inputs), fast)
+
+
 @pytest.mark.parametrize("C", [64, 16, 10])
 def test_chunk_minus_inf_gate_is_the_recurrent_result(C):
     # g = -inf: the channel forgets everything (exp(-inf) = 0 in the recurrence); all -inf too

@@ -81,6 +81,42 @@ def _decayed_scores(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor) -> tuple[
     return tuple(torch.cat((*vals, zero), -1).index_select(1, idx).view(Z, C, C) for vals in (vals_k, vals_q))
 
 
+# A channel whose decay over the whole chunk is at most exp(-_FAST_RANGE) factors around the middle of its
+# decay: exp(G_i - G_j) = exp(G_i - R) * exp(R - G_j), R = G_last / 2, each factor within exp(+-_FAST_RANGE/2)
+# = exp(+-40), inside fp32's normal range, so one matmul gives every (i, j) at full precision.
+_FAST_RANGE = 80.0
+
+
+def _scores(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_decayed_scores`' result, channel by channel the cheap way where it is exact: a channel of a chunk
+    whose total decay is within _FAST_RANGE takes one matmul (factored around R above); the others (strong
+    decay; a few channels of some chunks even at a layer's init) go through `_decayed_scores`, gathered so
+    that it sees only the chunks that have such channels and only as many channels as the worst one has.
+    One host sync (how many channels each chunk sends to the exact path)."""
+    Z, C, K = G.shape
+    G_last = G[:, -1:]  # [Z, 1, K] the chunk's total decay per channel (G only decreases)
+    safe = G_last >= -_FAST_RANGE  # [Z, 1, K]
+    # unsafe channels get exponent 0 (factor 1, never inf) and a zero column: they add nothing here
+    Gc = torch.where(safe, G - 0.5 * G_last, 0.0)
+    right = (k * safe * (-Gc).exp()).transpose(1, 2)  # [Z, K, C]
+    left = Gc.exp()
+    Akk = (k * left @ right).tril_(-1)
+    Aqk = (q * left @ right).tril_(0)
+    n_unsafe = (~safe[:, 0]).sum(-1)  # [Z]
+    counts = n_unsafe.tolist()  # the host sync
+    Ku = max(counts)
+    if Ku == 0:
+        return Akk, Aqk
+    zi = n_unsafe.nonzero()[:, 0]  # chunks with an unsafe channel
+    unsafe = ~safe[zi, 0]  # [Zu, K]
+    ch = torch.argsort(unsafe.to(torch.int8), dim=1, descending=True, stable=True)[:, :Ku]  # [Zu, Ku]
+    keep = unsafe.gather(1, ch)[:, None, :]  # [Zu, 1, Ku] (a chunk with fewer than Ku: pad with zeros)
+    idx = ch[:, None, :].expand(-1, C, -1)
+    sub = [x.index_select(0, zi).gather(2, idx) for x in (k, q, G)]
+    akk, aqk = _decayed_scores(sub[0] * keep, sub[1] * keep, sub[2])
+    return Akk.index_add(0, zi, akk), Aqk.index_add(0, zi, aqk)
+
+
 def _to_chunks(x: torch.Tensor, N: int, C: int, C2: int) -> torch.Tensor:
     """[B, T, H, D] -> [B, H, N, C2, D] fp32: T zero-padded to N * C tokens, then each chunk of C tokens
     zero-padded to C2 rows. A zero row is inert (k = 0 writes nothing, g = 0 decays nothing, beta = 0), so
@@ -115,7 +151,7 @@ def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, 
 
     G = g.cumsum(-2)  # [B, H, N, C2, K] inclusive cumsum inside each chunk
     Z = B * H * N
-    Akk, Aqk = _decayed_scores(k.view(Z, C2, K), q.view(Z, C2, K), G.view(Z, C2, K))  # [Z, C2, C2]
+    Akk, Aqk = _scores(k.view(Z, C2, K), q.view(Z, C2, K), G.view(Z, C2, K))  # [Z, C2, C2]
     decay = _exp(G.clone())  # [B, H, N, C2, K] from the chunk's start to each row, <= 1
     decay_last = decay[..., -1:, :].transpose(-1, -2).reshape(B * H, N, K, 1)
     k_to_end = (k * _exp(G[..., -1:, :] - G)).transpose(-1, -2).reshape(B * H, N, K, C2)  # decayed to the end
