@@ -1,8 +1,11 @@
 """Triton kernels, one file per op, each beside the torch reference it is tested against.
 
-Every public op takes backend="auto" | "torch" | "triton": auto picks triton for CUDA tensors and the
-torch reference otherwise. On CPU, set TRITON_INTERPRET=1 *before* triton is imported to run the
-kernels in Triton's interpreter (that is how the tests check them without a GPU).
+Launchers only: nothing here imports labcore (tests/test_imports.py); each op's dispatcher and autograd
+wrapper live beside its torch reference in labcore (labcore/kda/chunk.py, labcore/autodeco/soft_top_p.py).
+Every public op takes backend="auto" | "torch" | "triton": auto picks triton for CUDA tensors (when triton
+is installed) and the torch reference otherwise, also under TRITON_INTERPRET=1. To run the kernels on CPU
+in Triton's interpreter (how the tests check them without a GPU), set TRITON_INTERPRET=1 *before* triton
+is imported and pass backend="triton".
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def interpreting() -> bool:
 
 
 def resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """'auto' -> 'triton' for CUDA tensors (or under the interpreter), else 'torch'."""
+    """'auto' -> 'triton' for CUDA tensors when triton is installed, else 'torch' (also under the
+    interpreter: CPU tensors run the interpreted kernels only with backend='triton', which checks it is set)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":

@@ -4,8 +4,9 @@ rest of the row in one program: softmax(l / T), cumulative mass, the soft mask, 
     p = softmax(l_s / max(T, 1e-8))    (l_s: logits sorted descending, so p is sorted too)
     c = cumsum(p);  m = exp(-alpha * relu(c - P));  p~ = p * m / (sum(p * m) + 1e-9)
 
-Backward recomputes the torch reference (labcore.autodeco.soft_top_p_torch) and differentiates it: the
-kernel is for inference-time speed, the maths has one home.
+Launcher only (kernels/ imports nothing from labcore): the autograd wrapper, whose backward recomputes
+the torch reference and differentiates it, lives in labcore/autodeco/soft_top_p.py. The kernel is for
+inference-time speed, the maths has one home.
 """
 
 from __future__ import annotations
@@ -51,29 +52,3 @@ def soft_top_p_fwd(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch
                                           BV=triton.next_power_of_2(V))
     out = torch.zeros_like(o_sorted).scatter_(-1, order, o_sorted)
     return out.reshape(logits.shape)
-
-
-class SoftTopPFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, temperature, top_p, alpha):
-        ctx.save_for_backward(logits, temperature, top_p)
-        ctx.alpha = alpha
-        return soft_top_p_fwd(logits, temperature, top_p, alpha)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        from labcore.autodeco.soft_top_p import soft_top_p_torch
-
-        logits, temperature, top_p = ctx.saved_tensors
-        with torch.enable_grad():
-            inputs = [x.detach().requires_grad_(x.requires_grad) for x in (logits, temperature, top_p)]
-            out = soft_top_p_torch(*inputs, ctx.alpha)
-            wanted = [x for x in inputs if x.requires_grad]
-            grads = iter(torch.autograd.grad(out, wanted, grad_out)) if wanted else iter(())
-        return (*(next(grads) if x.requires_grad else None for x in inputs), None)
-
-
-def soft_top_p_triton(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
-                      alpha: float = 30.0) -> torch.Tensor:
-    """Soft top-p with the Triton forward; inputs validated by labcore.autodeco.soft_top_p."""
-    return SoftTopPFunction.apply(logits, temperature, top_p, alpha)

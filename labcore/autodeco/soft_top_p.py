@@ -61,6 +61,35 @@ def soft_top_p_torch(logits: torch.Tensor, temperature: torch.Tensor, top_p: tor
     return torch.softmax(log_p + log_m, dim=-1)
 
 
+class _SoftTopPTriton(torch.autograd.Function):
+    """Triton forward (kernels/soft_top_p.py); backward recomputes soft_top_p_torch and differentiates it."""
+
+    @staticmethod
+    def forward(ctx, logits, temperature, top_p, alpha):
+        from kernels.soft_top_p import soft_top_p_fwd  # deferred: triton is imported only when used
+
+        ctx.save_for_backward(logits, temperature, top_p)
+        ctx.alpha = alpha
+        return soft_top_p_fwd(logits, temperature, top_p, alpha)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, temperature, top_p = ctx.saved_tensors
+        with torch.enable_grad():
+            inputs = [x.detach().requires_grad_(x.requires_grad) for x in (logits, temperature, top_p)]
+            out = soft_top_p_torch(*inputs, ctx.alpha)
+            wanted = [x for x in inputs if x.requires_grad]
+            grads = iter(torch.autograd.grad(out, wanted, grad_out)) if wanted else iter(())
+        return (*(next(grads) if x.requires_grad else None for x in inputs), None)
+
+
+def soft_top_p_triton(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
+                      alpha: float = 30.0) -> torch.Tensor:
+    """Soft top-p with the Triton forward (the paper's "+ 1e-9" form, not renormalised; no validation:
+    see soft_top_p)."""
+    return _SoftTopPTriton.apply(logits, temperature, top_p, alpha)
+
+
 def soft_top_p(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
                alpha: float = 30.0, backend: str = "auto") -> torch.Tensor:
     """Renormalised soft top-p probabilities, differentiable w.r.t. logits, temperature and top_p.
@@ -82,8 +111,6 @@ def soft_top_p(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Ten
     # output is renormalised here (the backward is unchanged, it already sums to 1), and rows where
     # sum(p * m) underflowed (big alpha, small P) fall back to the log-space torch form
     if alpha != float("inf") and resolve_backend(backend, logits) == "triton":
-        from kernels.soft_top_p import soft_top_p_triton
-
         out = soft_top_p_triton(logits, temperature, top_p, alpha)
         total = out.sum(-1, keepdim=True)
         if bool((total > 1e-3).all()):

@@ -1,4 +1,5 @@
-"""Chapter 6 sizes: one dataclass, three instances (smoke | cpu | gpu), chosen by the profile.
+"""Chapter 6 sizes: the model's ModelConfig and the run's ThinkMorphConfig, three instances
+(smoke | cpu | gpu), chosen by the profile.
 Taught in notebooks/06_thinkmorph.ipynb (the `cfg = profile_config(prof)` cell)."""
 
 from __future__ import annotations
@@ -6,15 +7,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labcore.runtime import Profile, pick
-from labcore.thinkmorph.model import ModelConfig
 from labcore.thinkmorph.tasks import (
+    CELL,
     HELDOUT_JIGSAW_SIZES,
     HELDOUT_MAZE_SIZES,
     TASKS,
     TRAIN_JIGSAW_SIZES,
     TRAIN_MAZE_SIZES,
 )
-from labcore.thinkmorph.traces import ARMS
+from labcore.thinkmorph.traces import ARMS, VOCAB
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 128  # residual width
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads
+    patch: int = CELL  # pixels per patch side (one maze cell / jigsaw piece)
+    max_len: int = 384  # longest sequence (positions are fixed sinusoids; bounds the KV cache)
+    flow_steps: int = 8  # Euler steps when drawing an image
+    flow_weight: float = 1.0  # flow-matching loss weight (paper: 1:1 with text CE)
+    time_shift: float = 1.0  # a in t' = a t / (1 + (a - 1) t) for training times and the sampler grid (1 = none)
+    vocab_size: int = len(VOCAB)  # the trace vocabulary
+
+    def __post_init__(self):
+        for name in ("d_model", "n_layer", "n_head", "patch", "max_len", "flow_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
+            raise ValueError(f"d_model ({self.d_model}) must split into n_head ({self.n_head}) even heads")
+        if self.d_model % 4:
+            raise ValueError(f"d_model must be a multiple of 4 (2-D sin-cos positions), got {self.d_model}")
+        if self.flow_weight < 0:
+            raise ValueError(f"flow_weight must be >= 0, got {self.flow_weight}")
+        if self.time_shift < 1:
+            raise ValueError(f"time_shift must be >= 1, got {self.time_shift}")
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch * self.patch * 3
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ the KV cache, appends `<image_end>` and goes back to text.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from labcore.nn.gpt import init_gpt_weights
 from labcore.nn.vision import TimestepEmbedder, patchify, sincos_pos_embed_2d, timestep_embedding, unpatchify
 from labcore.rae.flow import euler_sample, flow_matching_loss, sample_t, shift_timesteps
 from labcore.runtime import Profile
+from labcore.thinkmorph.config import ModelConfig, ThinkMorphConfig
 from labcore.thinkmorph.tasks import CELL, make_task
 from labcore.thinkmorph.traces import (
     ARMS,
@@ -55,44 +55,11 @@ from labcore.thinkmorph.traces import (
 )
 from labcore.train import TrainConfig, TrainResult, batch_generator, train
 
-if TYPE_CHECKING:
-    from labcore.thinkmorph.config import ThinkMorphConfig
-
 TEXT, CLEAN, NOISY = 0, 1, 2  # token kinds
 MAX_GRID = 16  # largest image side in patches the 2-D position table covers
 IGNORE = -100  # cross-entropy ignore index
 T_MIN = 0.05  # v = (x_t - x_hat) / t is cut off below this time (the 1/t would amplify errors)
 NUMBER0 = TOKEN_ID["0"]  # the number words "0", "1", ... have consecutive ids
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    d_model: int = 128  # residual width
-    n_layer: int = 4  # transformer blocks
-    n_head: int = 4  # attention heads
-    patch: int = CELL  # pixels per patch side (one maze cell / jigsaw piece)
-    max_len: int = 384  # longest sequence (positions are fixed sinusoids; bounds the KV cache)
-    flow_steps: int = 8  # Euler steps when drawing an image
-    flow_weight: float = 1.0  # flow-matching loss weight (paper: 1:1 with text CE)
-    time_shift: float = 1.0  # a in t' = a t / (1 + (a - 1) t) for training times and the sampler grid (1 = none)
-    vocab_size: int = len(VOCAB)  # the trace vocabulary
-
-    def __post_init__(self):
-        for name in ("d_model", "n_layer", "n_head", "patch", "max_len", "flow_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
-            raise ValueError(f"d_model ({self.d_model}) must split into n_head ({self.n_head}) even heads")
-        if self.d_model % 4:
-            raise ValueError(f"d_model must be a multiple of 4 (2-D sin-cos positions), got {self.d_model}")
-        if self.flow_weight < 0:
-            raise ValueError(f"flow_weight must be >= 0, got {self.flow_weight}")
-        if self.time_shift < 1:
-            raise ValueError(f"time_shift must be >= 1, got {self.time_shift}")
-
-    @property
-    def patch_dim(self) -> int:
-        return self.patch * self.patch * 3
 
 
 # ---- images <-> patch tokens -------------------------------------------------------------------------
