@@ -1,6 +1,6 @@
 """Chapter 1's experiment, end to end: pretrain a tiny byte GPT, freeze it, train AutoDeco's heads,
 then compare greedy / static (T, p) grid / oracle static / AutoDeco on held-out prompts.
-Taught in notebooks/01_autodeco.ipynb, section "Experiment"."""
+Taught in notebooks/01_autodeco.ipynb, sections "The task" and "Decoding"."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Generation wall-clock: CALM (one chunk of K tokens per step) vs a token transformer of the same backbone.
 
-`python -m labcore.bench calm [--quick]`. Taught in notebooks/04_calm.ipynb, section "CALM vs a token
-transformer" (the "K x fewer generative steps" claim, measured as time).
+`python -m labcore.bench calm [--quick]`. Taught in notebooks/04_calm.ipynb, section
+"Experiment: CALM vs a token transformer at matched training FLOPs" (the "K x fewer generative steps"
+claim, measured as time).
 
 Both models are untrained (speed does not depend on the weights), have the same width/depth/heads and
 recompute the whole context every step (no KV cache on either side, so the comparison is like for like).

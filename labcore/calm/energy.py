@@ -1,5 +1,5 @@
 """The energy score and the generative head it trains. CALM (Shao et al., 2025, arXiv:2510.27688).
-Taught in notebooks/04_calm.ipynb, section "Energy score".
+Taught in notebooks/04_calm.ipynb, section "The energy score".
 
 The energy score S(P, y) = E||X - y|| - 1/2 E||X - X'|| (X, X' ~ P) is strictly proper: its
 expectation over y ~ Q is maximised only by P = Q, and it needs nothing but samples from P. We minimise

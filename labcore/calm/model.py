@@ -1,5 +1,5 @@
 """CALM: a transformer over chunks that predicts the next *vector*. CALM (Shao et al., 2025,
-arXiv:2510.27688). Taught in notebooks/04_calm.ipynb, section "Next-vector prediction".
+arXiv:2510.27688). Taught in notebooks/04_calm.ipynb, section "CALM: next-vector prediction".
 
 Input at chunk position c: the K tokens of chunk c, embedded with the backbone's own table, concatenated
 (K*d) and compressed by Linear(K*d -> 2d) -> SiLU -> Linear(2d -> d) -> LayerNorm. The hidden state h_c

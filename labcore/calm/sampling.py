@@ -1,5 +1,5 @@
 """Temperature without likelihoods. CALM (Shao et al., 2025, arXiv:2510.27688).
-Taught in notebooks/04_calm.ipynb, section "Temperature".
+Taught in notebooks/04_calm.ipynb, section "Temperature without likelihoods".
 
 CALM's head gives samples, never probabilities, so logits / T is not available. For T = 1/n there is
 an exact trick: draw n independent samples and accept only if all n are identical; an outcome x then

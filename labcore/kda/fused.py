@@ -1,5 +1,6 @@
 """The decode step's dispatch: KDA's recurrence through the fused Triton kernel (kernels/kda_recurrent.py).
-Taught in notebooks/02_kda.ipynb, section "Recurrent form". labcore calls the kernel, never the reverse.
+Taught in notebooks/02_kda.ipynb, section "Recurrent form, from scratch".
+labcore calls the kernel, never the reverse.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The KDA forget gate: a per-channel log decay from a low-rank projection.
-Taught in notebooks/02_kda.ipynb, section "The gate".
+Taught in notebooks/02_kda.ipynb, section "The gate and the layer".
 
 g = -exp(A_log[h]) * softplus(f(x) + dt_bias)   (<= 0, so exp(g) in (0, 1])
 A_log sets each head's decay *rate*; softplus(f(x) + dt_bias) is the data-dependent *step* per channel

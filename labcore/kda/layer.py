@@ -1,5 +1,6 @@
 """The KDA layer (KimiDeltaAttention) and its scalar-gated baseline (ScalarGatedDeltaNet).
-Kimi Linear (Moonshot AI, 2025, arXiv:2510.26692). Taught in notebooks/02_kda.ipynb, section "The layer".
+Kimi Linear (Moonshot AI, 2025, arXiv:2510.26692). Taught in notebooks/02_kda.ipynb,
+section "The gate and the layer".
 
 x [B, T, d] -> q, k, v (Linear -> short causal depthwise conv -> SiLU; q, k L2-normalised per head),
 beta = sigmoid(Linear(x)), g = the gate (per channel for KDA, per head for GDN) -> KDA core ->

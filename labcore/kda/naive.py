@@ -1,5 +1,5 @@
 """KDA, naive recurrent form. Kimi Linear (Moonshot AI, 2025, arXiv:2510.26692).
-Taught in notebooks/02_kda.ipynb, section "Recurrent form".
+Taught in notebooks/02_kda.ipynb, section "Recurrent form, from scratch".
 
 Per head, with a state S of shape [K, V] kept in fp32:
     S' = diag(exp g_t) S_{t-1}                        (decay each key channel first)

@@ -1,5 +1,6 @@
 """The trained half of an RAE: a ViT decoder from frozen encoder tokens back to pixels.
-Taught in notebooks/05_rae.ipynb, sections "The decoder" and "Noise-augmented decoding".
+Taught in notebooks/05_rae.ipynb, sections "The decoder, noise-augmented" and
+"Experiment: noise-augmented decoding".
 
 MAE-style: tokens [B, N, C] -> linear to the decoder width, a learned CLS token prepended, fixed sin-cos
 positions, ViT blocks, LayerNorm, linear to p*p*channels pixels per token, unpatchify.

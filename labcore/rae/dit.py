@@ -1,5 +1,6 @@
 """Diffusion transformers on latent tokens: DiT and DiT-DH (a DiT trunk + a shallow, wide head).
-Taught in notebooks/05_rae.ipynb, sections "DiT on RAE tokens" and "DiT-DH".
+Taught in notebooks/05_rae.ipynb, section "The DiT block: adaLN-Zero" (which also
+names DiT-DH).
 
 Both map (x_t [B, N, C], t [B], y [B] or None) -> v [B, N, C], the flow-matching velocity. Each latent
 token is one DiT token (the RAE latent is already a token grid; no extra patchify). y = None, or the

@@ -1,5 +1,5 @@
 """The frozen representation encoder of an RAE, and the latent it hands the diffusion model.
-Taught in notebooks/05_rae.ipynb, section "The representation encoder".
+Taught in notebooks/05_rae.ipynb, section "The representation encoder and the RAE latent".
 
 RAE takes DINOv2-B (with registers) as is. The latent is the patch tokens after the encoder's final
 LayerNorm *with its affine removed* (so every token has zero mean, unit variance over channels), with

@@ -1,6 +1,6 @@
 """An FID-like score: the Fréchet distance between Gaussians fitted to classifier features of real and
 generated images. FID uses Inception-v3 on ImageNet; we use a small CNN trained here on digits.
-Taught in notebooks/05_rae.ipynb, section "Measuring samples".
+Taught in notebooks/05_rae.ipynb, section "Experiments" (the FID-like score).
 
     FD = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})
 

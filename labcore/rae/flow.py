@@ -1,6 +1,6 @@
 """Flow matching with a dimension-dependent time shift, and an Euler sampler with optional CFG.
 RAE (Zheng, Ma, Tong, Xie, 2025), section on diffusion in the RAE latent.
-Taught in notebooks/05_rae.ipynb, sections "Flow matching" and "The time shift".
+Taught in notebooks/05_rae.ipynb, section "Flow matching and the dimension-dependent shift".
 
 Conventions (the brief's, used by chapters 5 and 6):
     t = 0 is data, t = 1 is noise;  x_t = (1 - t) x + t eps;  the model predicts v = dx_t/dt = eps - x.
