@@ -71,50 +71,59 @@ def _decayed_scores(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor) -> tuple[
         cols = k.view(Z, P, 2, b, K)[:, :, 0]  # [Z, P, b, K]
         if b > 1:  # (for b = 1 the column is the reference row: decay 1)
             cols = cols * _exp(ref - Gb[:, :, 0])
-        cols = cols.reshape(Z * P, b, K).transpose(1, 2)
         for a, vals in ((k, vals_k), (q, vals_q)):
-            rows = (a.view(Z, P, 2, b, K)[:, :, 1] * to_row).view(Z * P, b, K)
-            vals.append((rows @ cols).view(Z, P * b * b))  # [Z * P, b, b] blocks, flattened
+            rows = a.view(Z, P, 2, b, K)[:, :, 1] * to_row  # [Z, P, b, K]
+            if b <= 2:  # tiny blocks: one broadcast product beats a batch of tiny matmuls
+                blocks = (rows[:, :, :, None] * cols[:, :, None]).sum(-1)
+            else:
+                blocks = rows.reshape(Z * P, b, K) @ cols.reshape(Z * P, b, K).transpose(1, 2)
+            vals.append(blocks.reshape(Z, P * b * b))  # [Z, P, b, b] blocks, flattened
         b *= 2
     zero = vals_k[0][:, :1]
     idx = _block_layout(C, G.device)
     return tuple(torch.cat((*vals, zero), -1).index_select(1, idx).view(Z, C, C) for vals in (vals_k, vals_q))
 
 
-# A channel whose decay over the whole chunk is at most exp(-_FAST_RANGE) factors around the middle of its
-# decay: exp(G_i - G_j) = exp(G_i - R) * exp(R - G_j), R = G_last / 2, each factor within exp(+-_FAST_RANGE/2)
-# = exp(+-40), inside fp32's normal range, so one matmul gives every (i, j) at full precision.
-_FAST_RANGE = 80.0
+# A channel whose decay over the whole chunk stays within exp(-_FAST_RANGE) factors as
+# exp(G_i - G_j) = exp(G_i) * exp(-G_j) (fla's form): both factors in [e^-60, e^60], inside fp32's normal
+# range with room to spare (no product, forward or backward, comes near fp32's max 3e38 = e^88).
+_FAST_RANGE = 60.0
 
 
-def _scores(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_decayed_scores`' result, channel by channel the cheap way where it is exact: a channel of a chunk
-    whose total decay is within _FAST_RANGE takes one matmul (factored around R above); the others (strong
-    decay; a few channels of some chunks even at a layer's init) go through `_decayed_scores`, gathered so
-    that it sees only the chunks that have such channels and only as many channels as the worst one has.
-    One host sync (how many channels each chunk sends to the exact path)."""
+def _intra_chunk(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor):
+    """Everything a chunk needs from its gate. k, q, G: [Z, C, K] (C a power of 2) ->
+    Akk, Aqk [Z, C, C] (`_decayed_scores`' result), k * e^G, q * e^G, k * e^(G_last - G) [Z, C, K] and
+    e^G_last [Z, 1, K], every decay floored at e^-_FAST_RANGE (see _EXP_FLOOR on why that is exact).
+
+    Channel by channel, the cheap way where it is exact: a channel of a chunk whose total decay is within
+    _FAST_RANGE joins one matmul (factored as above); the others (strong decay: a few channels of some
+    chunks at a layer's init) go through `_decayed_scores`, gathered so that it sees only the chunks that
+    have such channels and only as many channels as the worst of them has. One host sync (how many)."""
     Z, C, K = G.shape
     G_last = G[:, -1:]  # [Z, 1, K] the chunk's total decay per channel (G only decreases)
     safe = G_last >= -_FAST_RANGE  # [Z, 1, K]
-    # unsafe channels get exponent 0 (factor 1, never inf) and a zero column: they add nothing here
-    Gc = torch.where(safe, G - 0.5 * G_last, 0.0)
-    right = (k * safe * (-Gc).exp()).transpose(1, 2)  # [Z, K, C]
-    left = Gc.exp()
-    Akk = (k * left @ right).tril_(-1)
-    Aqk = (q * left @ right).tril_(0)
+    decay = G.clamp_min(-_FAST_RANGE).exp_()  # e^G, exact on safe channels
+    # k e^-G on safe channels (<= e^60 |k|), exactly 0 on the others: they add nothing to this matmul
+    right = torch.where(safe, k, 0.0) * G.neg().clamp_max_(_FAST_RANGE).exp_()
+    k_dec, q_dec = k * decay, q * decay
+    decay_last = decay[:, -1:]
+    k_to_end = right * decay_last  # k_j e^(G_last - G_j) on safe channels (0 on the others, fixed below)
+    right_t = right.transpose(1, 2)
+    Akk = (k_dec @ right_t).tril_(-1)
+    Aqk = (q_dec @ right_t).tril_(0)
     n_unsafe = (~safe[:, 0]).sum(-1)  # [Z]
-    counts = n_unsafe.tolist()  # the host sync
-    Ku = max(counts)
+    Ku = max(n_unsafe.tolist())  # the host sync
     if Ku == 0:
-        return Akk, Aqk
+        return Akk, Aqk, k_dec, q_dec, k_to_end, decay_last
     zi = n_unsafe.nonzero()[:, 0]  # chunks with an unsafe channel
-    unsafe = ~safe[zi, 0]  # [Zu, K]
-    ch = torch.argsort(unsafe.to(torch.int8), dim=1, descending=True, stable=True)[:, :Ku]  # [Zu, Ku]
-    keep = unsafe.gather(1, ch)[:, None, :]  # [Zu, 1, Ku] (a chunk with fewer than Ku: pad with zeros)
+    unsafe = ~safe[zi]  # [Zu, 1, K]
+    # the unsafe channels first; a chunk with fewer than Ku fills up with safe ones, zeroed by the mask
+    ch = torch.argsort(unsafe[:, 0].to(torch.int8), dim=1, descending=True, stable=True)[:, :Ku]  # [Zu, Ku]
     idx = ch[:, None, :].expand(-1, C, -1)
-    sub = [x.index_select(0, zi).gather(2, idx) for x in (k, q, G)]
-    akk, aqk = _decayed_scores(sub[0] * keep, sub[1] * keep, sub[2])
-    return Akk.index_add(0, zi, akk), Aqk.index_add(0, zi, aqk)
+    k_u, q_u, G_u = (x.index_select(0, zi) for x in (k, q, G))
+    akk, aqk = _decayed_scores(*(x.gather(2, idx) for x in (k_u * unsafe, q_u * unsafe, G_u)))
+    k_to_end = k_to_end.index_add(0, zi, k_u * unsafe * _exp(G_u[:, -1:] - G_u))
+    return Akk.index_add_(0, zi, akk), Aqk.index_add_(0, zi, aqk), k_dec, q_dec, k_to_end, decay_last
 
 
 def _to_chunks(x: torch.Tensor, N: int, C: int, C2: int) -> torch.Tensor:
@@ -122,7 +131,7 @@ def _to_chunks(x: torch.Tensor, N: int, C: int, C2: int) -> torch.Tensor:
     zero-padded to C2 rows. A zero row is inert (k = 0 writes nothing, g = 0 decays nothing, beta = 0), so
     chunks of C tokens padded to C2 give the result of chunks of C tokens."""
     B, T, H, D = x.shape
-    x = F.pad(x.float(), (0, 0, 0, 0, 0, N * C - T)).view(B, N, C, H, D)
+    x = (F.pad(x.float(), (0, 0, 0, 0, 0, N * C - T)) if N * C > T else x.float()).view(B, N, C, H, D)
     if C2 > C:
         x = F.pad(x, (0, 0, 0, 0, 0, C2 - C))
     return x.permute(0, 3, 1, 2, 4).contiguous()
@@ -146,22 +155,22 @@ def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, 
     out_dtype = v.dtype
     q = _to_chunks(q * scale, N, C, C2)  # [B, H, N, C2, K]
     k, v = _to_chunks(k, N, C, C2), _to_chunks(v, N, C, C2)  # [B, H, N, C2, K], [.., V]
-    g = _to_chunks(g, N, C, C2).clamp_min_(_EXP_FLOOR)  # -inf -> finite (see _EXP_FLOOR)
+    g = _to_chunks(g, N, C, C2).clamp_min(_EXP_FLOOR)  # -inf -> finite (see _EXP_FLOOR)
     beta = _to_chunks(beta[..., None], N, C, C2)  # [B, H, N, C2, 1]
 
     G = g.cumsum(-2)  # [B, H, N, C2, K] inclusive cumsum inside each chunk
     Z = B * H * N
-    Akk, Aqk = _scores(k.view(Z, C2, K), q.view(Z, C2, K), G.view(Z, C2, K))  # [Z, C2, C2]
-    decay = _exp(G.clone())  # [B, H, N, C2, K] from the chunk's start to each row, <= 1
-    decay_last = decay[..., -1:, :].transpose(-1, -2).reshape(B * H, N, K, 1)
-    k_to_end = (k * _exp(G[..., -1:, :] - G)).transpose(-1, -2).reshape(B * H, N, K, C2)  # decayed to the end
+    Akk, Aqk, k_dec, q_dec, k_to_end, decay_last = _intra_chunk(k.view(Z, C2, K), q.view(Z, C2, K),
+                                                                G.view(Z, C2, K))
+    decay_last = decay_last.view(B * H, N, 1, K).transpose(-1, -2)  # [B*H, N, K, 1]
+    k_to_end = k_to_end.view(B * H, N, C2, K).transpose(-1, -2)  # [B*H, N, K, C2] decayed to the chunk's end
     # UT transform: T = (I + A)^-1 diag(beta), A[i, j] = beta_i Akk[i, j]; then W = T (e^G K), U = T V.
     # Inverting once and multiplying twice is cheaper on CPU than one triangular solve with K + V columns.
     beta = beta.view(Z, C2, 1)
     eye = torch.eye(C2, device=q.device, dtype=q.dtype)
     T_inv = torch.linalg.solve_triangular(eye + Akk * beta, eye.expand_as(Akk), upper=False,
                                           unitriangular=True) * beta.transpose(1, 2)  # [Z, C2, C2]
-    W = (T_inv @ (k * decay).view(Z, C2, K)).view(B * H, N, C2, K)
+    W = (T_inv @ k_dec).view(B * H, N, C2, K)
     U = (T_inv @ v.view(Z, C2, V)).view(B * H, N, C2, V)
 
     # the only sequential part: the state entering each chunk (fla's chunk_fwd_h), then all outputs at once
@@ -174,7 +183,7 @@ def _chunk_kda_fp32(q, k, v, g, beta, scale, initial_state, output_final_state, 
         S = torch.baddbmm(decay_last[:, n] * S, k_to_end[:, n], v_new)
     S_in = torch.stack(states, 1).view(Z, K, V)
     v_new = torch.stack(v_news, 1).view(Z, C2, V)
-    o = torch.baddbmm(Aqk @ v_new, (q * decay).view(Z, C2, K), S_in).view(B, H, N, C2, V)
+    o = torch.baddbmm(Aqk @ v_new, q_dec, S_in).view(B, H, N, C2, V)
     S = S.view(B, H, K, V)
     o = o[:, :, :, :C].permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return o.to(out_dtype).contiguous(), (S if output_final_state else None)
