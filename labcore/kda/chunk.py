@@ -122,7 +122,7 @@ def _intra_chunk(k: torch.Tensor, q: torch.Tensor, G: torch.Tensor):
     idx = ch[:, None, :].expand(-1, C, -1)
     k_u, q_u, G_u = (x.index_select(0, zi) for x in (k, q, G))
     akk, aqk = _decayed_scores(*(x.gather(2, idx) for x in (k_u * unsafe, q_u * unsafe, G_u)))
-    k_to_end = k_to_end.index_add(0, zi, k_u * unsafe * _exp(G_u[:, -1:] - G_u))
+    k_to_end.index_add_(0, zi, k_u * unsafe * _exp(G_u[:, -1:] - G_u))
     return Akk.index_add_(0, zi, akk), Aqk.index_add_(0, zi, aqk), k_dec, q_dec, k_to_end, decay_last
 
 
