@@ -8,8 +8,10 @@ Split T into chunks of C tokens. Inside a chunk (rows i, j; G = inclusive cumsum
     O         = (Q * exp(G)) S + tril(Aqk) V',  Aqk[i, j] = sum_c Q[i,c] K[j,c] exp(G[i,c] - G[j,c]), j <= i
     S        <- exp(G_last) * S + (exp(G_last - G) * K)^T V'
 `naive_chunk_kda` (labcore/kda/naive.py) computes exactly this with a [C, C, K] tensor per chunk. Here the
-score matrices come from matmuls whose every factor is a decay <= 1 (`_decayed_scores`), so any gate, from
-g = 0 to g = -inf, takes the same path; only the state recurrence (V' and S) runs chunk by chunk.
+score matrices are one matmul of k e^G by k e^-G for every channel whose decay over the chunk stays within
+e^-60 (`_intra_chunk`), and, for the few strong-decay channels, matmuls whose every factor is a decay <= 1
+(`_decayed_scores`), so any gate, from g = 0 to g = -inf, gives the same result; only the state recurrence
+(V' and S) runs chunk by chunk.
 """
 
 from __future__ import annotations
