@@ -5,10 +5,21 @@ from labcore.calm.autoencoder import CALMAutoencoder, clipped_kl, kl_per_dim
 from labcore.calm.brier import brier_estimate, brier_exact, brier_lm
 from labcore.calm.config import CALMLabConfig, lab_config
 from labcore.calm.energy import EnergyHead, energy_score_loss, energy_score_loss_naive
+from labcore.calm.experiment import (
+           build_models,
+           expected_energy_loss,
+           fit_toy_head,
+           load_text,
+           noise_robustness,
+           run_lm_pair,
+           toy_mixture,
+           train_autoencoder,
+)
 from labcore.calm.model import CALM, CALMConfig, gpt_exact_brier1, gpt_sample_chunks, gpt_train_flops_per_step
 from labcore.calm.sampling import inverse_temperature, sample_batch_approx, sample_exact, tempered
 
 __all__ = ["CALMAutoencoder", "clipped_kl", "kl_per_dim", "brier_estimate", "brier_exact", "brier_lm",
-           "CALMLabConfig", "lab_config", "EnergyHead", "energy_score_loss", "energy_score_loss_naive",
-           "CALM", "CALMConfig", "gpt_exact_brier1", "gpt_sample_chunks", "gpt_train_flops_per_step",
-           "inverse_temperature", "sample_batch_approx", "sample_exact", "tempered"]
+           "CALMLabConfig", "lab_config", "EnergyHead", "energy_score_loss", "energy_score_loss_naive", "CALM",
+           "CALMConfig", "gpt_exact_brier1", "gpt_sample_chunks", "gpt_train_flops_per_step", "inverse_temperature",
+           "sample_batch_approx", "sample_exact", "tempered", "build_models", "expected_energy_loss", "fit_toy_head",
+           "load_text", "noise_robustness", "run_lm_pair", "toy_mixture", "train_autoencoder"]

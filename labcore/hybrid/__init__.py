@@ -6,10 +6,11 @@ absorbed paths), softmax.py (the cached softmax baseline), cache.py, model.py (c
 
 from labcore.hybrid.cache import HybridCache, KVCache, MLACache, tensor_bytes
 from labcore.hybrid.decode import decode_step, filled_cache, generate, incremental_logits, prefill
+from labcore.hybrid.experiment import load_text, train_variant, variant_configs
 from labcore.hybrid.mla import MultiHeadLatentAttention, naive_mla
 from labcore.hybrid.model import HybridConfig, HybridLM, parse_ratio
 from labcore.hybrid.softmax import CachedSelfAttention
 
 __all__ = ["HybridCache", "KVCache", "MLACache", "tensor_bytes", "decode_step", "filled_cache", "generate",
-           "incremental_logits", "prefill", "MultiHeadLatentAttention", "naive_mla", "HybridConfig",
-           "HybridLM", "parse_ratio", "CachedSelfAttention"]
+           "incremental_logits", "prefill", "MultiHeadLatentAttention", "naive_mla", "HybridConfig", "HybridLM",
+           "parse_ratio", "CachedSelfAttention", "load_text", "train_variant", "variant_configs"]
