@@ -204,5 +204,6 @@ def figure_outputs(executed: Path) -> int:
             if PLOTLY_MIME in data:
                 n += 1
             elif WIDGET_MIME in data and "text/html" in data:
-                n += data["text/html"].count("Plotly.newPlot(")
+                text = data["text/html"]
+                n += ("".join(text) if isinstance(text, list) else text).count("Plotly.newPlot(")  # ipynb JSON: lines
     return n
