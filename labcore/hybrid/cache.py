@@ -52,78 +52,71 @@ class _Rows:
         return tensor_bytes(*self.bufs)
 
 
-class MLACache:
-    """One MLA layer's cache: only the compressed latent and the shared key slice (NoPE, unrotated)."""
+class _GrowingCache:
+    """A layer cache of two tensors [B, S, ...] kept in a _Rows buffer; subclasses name the two."""
 
-    def __init__(self, c_kv: torch.Tensor, k_r: torch.Tensor, *, _rows: _Rows | None = None,
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, *, _rows: _Rows | None = None,
                  _length: int | None = None):
-        self._rows = _rows if _rows is not None else _Rows(c_kv, k_r)
-        self._length = c_kv.shape[1] if _length is None else _length
+        self._rows = _rows if _rows is not None else _Rows(a, b)
+        self._length = a.shape[1] if _length is None else _length
 
-    @property
-    def c_kv(self) -> torch.Tensor:
-        """[B, S, R] RMS-normed latent, R = kv_lora_rank (a view of the buffer)."""
-        return self._rows.bufs[0][:, :self._length]
-
-    @property
-    def k_r(self) -> torch.Tensor:
-        """[B, S, Dr] key slice shared by all heads (Dr may be 0)."""
-        return self._rows.bufs[1][:, :self._length]
+    def _view(self, i: int) -> torch.Tensor:
+        return self._rows.bufs[i][:, :self._length]
 
     @property
     def seq_len(self) -> int:
         return self._length
 
-    def append(self, c_kv: torch.Tensor, k_r: torch.Tensor) -> MLACache:
-        """A new cache with T more tokens: c_kv [B, T, R], k_r [B, T, Dr]."""
+    def _append(self, name: str, a: torch.Tensor, b: torch.Tensor):
         buf = self._rows.bufs[0]
-        if c_kv.shape[0] != buf.shape[0] or c_kv.shape[2] != buf.shape[2]:
-            raise ValueError(f"c_kv must be [B={buf.shape[0]}, T, R={buf.shape[2]}], got {tuple(c_kv.shape)}")
-        rows, length = self._rows.append(self._length, (c_kv, k_r))
-        return MLACache(c_kv, k_r, _rows=rows, _length=length)
+        if a.shape[0] != buf.shape[0] or a.shape[2:] != buf.shape[2:]:
+            raise ValueError(f"{name} must be [B={buf.shape[0]}, T, {', '.join(map(str, buf.shape[2:]))}], "
+                             f"got {tuple(a.shape)}")
+        rows, length = self._rows.append(self._length, (a, b))
+        return type(self)(a, b, _rows=rows, _length=length)
 
     def nbytes(self) -> int:
-        return tensor_bytes(self.c_kv, self.k_r)
+        return tensor_bytes(self._view(0), self._view(1))
 
     def allocated_bytes(self) -> int:
         """Bytes of the buffer, spare capacity included (at most 2x nbytes after growing)."""
         return self._rows.allocated_bytes()
 
 
-class KVCache:
-    """One softmax-attention layer's cache: full keys and values of every head (the baseline)."""
+class MLACache(_GrowingCache):
+    """One MLA layer's cache: only the compressed latent and the shared key slice (NoPE, unrotated)."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, *, _rows: _Rows | None = None,
-                 _length: int | None = None):
-        self._rows = _rows if _rows is not None else _Rows(k, v)
-        self._length = k.shape[1] if _length is None else _length
+    @property
+    def c_kv(self) -> torch.Tensor:
+        """[B, S, R] RMS-normed latent, R = kv_lora_rank (a view of the buffer)."""
+        return self._view(0)
+
+    @property
+    def k_r(self) -> torch.Tensor:
+        """[B, S, Dr] key slice shared by all heads (Dr may be 0)."""
+        return self._view(1)
+
+    def append(self, c_kv: torch.Tensor, k_r: torch.Tensor) -> MLACache:
+        """A new cache with T more tokens: c_kv [B, T, R], k_r [B, T, Dr]."""
+        return self._append("c_kv", c_kv, k_r)
+
+
+class KVCache(_GrowingCache):
+    """One softmax-attention layer's cache: full keys and values of every head (the baseline)."""
 
     @property
     def k(self) -> torch.Tensor:
         """[B, S, H, D] keys (a view of the buffer)."""
-        return self._rows.bufs[0][:, :self._length]
+        return self._view(0)
 
     @property
     def v(self) -> torch.Tensor:
         """[B, S, H, D] values."""
-        return self._rows.bufs[1][:, :self._length]
-
-    @property
-    def seq_len(self) -> int:
-        return self._length
+        return self._view(1)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> KVCache:
-        buf = self._rows.bufs[0]
-        if k.shape[0] != buf.shape[0] or k.shape[2:] != buf.shape[2:]:
-            raise ValueError(f"k must be [B={buf.shape[0]}, T, {tuple(buf.shape[2:])}], got {tuple(k.shape)}")
-        rows, length = self._rows.append(self._length, (k, v))
-        return KVCache(k, v, _rows=rows, _length=length)
-
-    def nbytes(self) -> int:
-        return tensor_bytes(self.k, self.v)
-
-    def allocated_bytes(self) -> int:
-        return self._rows.allocated_bytes()
+        """A new cache with T more tokens: k, v [B, T, H, D]."""
+        return self._append("k", k, v)
 
 
 @dataclass
