@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labcore.checkpoint import REPO_ROOT
-from labcore.report import MIME_KEY
+from labcore.report import MIME_KEY, central_rows, md_cell
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -62,11 +62,21 @@ def select(only: str | None) -> list[Chapter]:
 
 def extract_tables(nb) -> list[str]:
     """Markdown outputs that `labcore.report.paper_vs_lab` tagged."""
+    return [md for md, _ in _tagged_tables(nb)]
+
+
+def extract_central(nb) -> dict | None:
+    """The central claim (claim, verdict, why, profile) of the last tagged table, if any."""
+    found = [meta for _, meta in _tagged_tables(nb) if "central" in meta]
+    return {**found[-1]["central"], "profile": found[-1].get("profile", "")} if found else None
+
+
+def _tagged_tables(nb) -> list[tuple[str, dict]]:
     tables = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if MIME_KEY in out.get("metadata", {}) and "text/markdown" in out.get("data", {}):
-                tables.append(out["data"]["text/markdown"])
+                tables.append((out["data"]["text/markdown"], out["metadata"][MIME_KEY]))
     return tables
 
 
@@ -149,7 +159,7 @@ def run_chapter(chapter: Chapter, profile: str, out: Path, html: bool = True, pa
     for stale in (dst, page):  # an earlier run's output must never pass for this one's
         stale.unlink(missing_ok=True)
     result = {"chapter": chapter.stem, "title": chapter.title, "seconds": 0.0, "ok": False, "error": None,
-              "tables": [], "page": None}
+              "tables": [], "central": None, "page": None}
     t0 = time.perf_counter()
     try:
         nb = nbformat.read(notebook_dir / f"{chapter.stem}.ipynb", as_version=4)
@@ -172,6 +182,7 @@ def run_chapter(chapter: Chapter, profile: str, out: Path, html: bool = True, pa
     result["ok"] = failure is None
     if executed is not None:
         result["tables"] = extract_tables(executed)
+        result["central"] = extract_central(executed)
         if html:
             from labcore.site import build_page
 
@@ -220,12 +231,10 @@ def run_course(profile: str = "auto", out: str | Path = "build", only: str | Non
 
 
 def write_summary(results: list[dict], profile: str, out: Path) -> None:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["# labcore course run", "", f"Profile: `{profile}`.", "",
-             "| chapter | status | seconds |", "|---|---|---|"]
-    lines += [f"| {r['chapter']} | {'ok' if r['ok'] else 'FAILED: ' + cell(r['error'] or '')} | {r['seconds']} |"
+    lines = ["# labcore course run", "", f"Profile: `{profile}`.", "", "## Central claims", ""]
+    lines += central_rows(results, profile)
+    lines += ["", "## Runs", "", "| chapter | status | seconds |", "|---|---|---|"]
+    lines += [f"| {r['chapter']} | {'ok' if r['ok'] else 'FAILED: ' + md_cell(r['error'] or '')} | {r['seconds']} |"
               for r in results]
     for r in results:
         lines += ["", f"## {r['title']} ({r['chapter']})", ""]

@@ -19,6 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
+from labcore.report import central_rows
 from labcore.widgets.base import SNAPSHOT_KEY
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -157,7 +158,7 @@ def write_index(results: list[dict], profile: str, out: Path) -> Path:
         nb = f'<a href="{r["chapter"]}.ipynb">notebook</a>' if (out / f"{r['chapter']}.ipynb").exists() else ""
         rows.append(f"<tr><td>{html.escape(r['chapter'])}</td><td>{html.escape(r['title'])}</td><td>{status}</td>"
                     f"<td>{html.escape(profile)}</td><td>{r['seconds']}</td><td>{page} {nb}</td></tr>")
-    tables = []
+    tables = ["<h2>Central claims</h2>", _markdown("\n".join(central_rows(results, profile)))]
     for r in results:
         tables.append(f'<h2 id="{r["chapter"]}">{html.escape(r["title"])} ({r["chapter"]})</h2>')
         tables += [_markdown(t) for t in r["tables"]] or ["<p><em>no paper-vs-lab table was produced</em></p>"]

@@ -34,7 +34,7 @@ from plotly.subplots import make_subplots
 from labcore.calm import (CALMAutoencoder, brier_exact, brier_lm, clipped_kl, energy_score_loss,
                           energy_score_loss_naive, lab_config, sample_batch_approx, sample_exact, tempered)
 from labcore.calm import experiment as X
-from labcore.report import Claim, paper_vs_lab
+from labcore.report import Claim, by_construction, judge, paper_vs_lab
 from labcore.runtime import setup
 from labcore.testing import compare
 
@@ -343,18 +343,21 @@ K = cfg.chunk_len
 calm_last, base_last = runs["CALM"].curve[-1], runs["Transformer"].curve[-1]
 noisy = cfg.noise_levels.index(max(cfg.noise_levels[:3]))
 rows = [
-    Claim(f"AE token accuracy at K={K}", "> 99.9%", f"{100 * recon[K]:.2f}%", recon[K] >= 0.999),
+    Claim(f"AE token accuracy at K={K}", "> 99.9%", f"{100 * recon[K]:.2f}%",
+          judge([recon[K]], 0.999, margin=0.0, min_seeds=1, profile=prof.name)),
     Claim("KL floor + dropout + masking make z robust to noise", "robust AE tolerates noise",
           f"acc at noise {cfg.noise_levels[noisy]}·rms: {robust['with tricks'][noisy]:.3f} vs plain {robust['plain AE'][noisy]:.3f}",
-          robust["with tricks"][noisy] > robust["plain AE"][noisy]),
+          judge([robust["with tricks"][noisy]], [robust["plain AE"][noisy]], margin=0.01, profile=prof.name)),
     Claim("energy score is strictly proper", "minimised by the true distribution",
-          f"argmin scale {best_scale}, shift {best_shift}", best_scale == 1.0 and best_shift == 0.0),
-    Claim("K x fewer generative steps", f"{K}x (K={K})", f"{1 / runs['CALM'].gen_steps_per_token:g}x", True),
+          f"argmin scale {best_scale}, shift {best_shift}",
+          judge([float(best_scale == 1.0 and best_shift == 0.0)], 0.5, margin=0.0, min_seeds=1, profile=prof.name)),
+    Claim("K x fewer generative steps", f"{K}x (K={K})", f"{1 / runs['CALM'].gen_steps_per_token:g}x",
+          by_construction("one step emits K tokens")),
     Claim("CALM ~ Transformer BrierLM at lower training compute", "5.72 vs 6.05 at 44% fewer FLOPs",
           f"strict BrierLM {calm_last['brier_lm_strict']:.2f} vs {base_last['brier_lm_strict']:.2f} at "
           f"{runs['CALM'].steps * runs['CALM'].flops_per_step / (runs['Transformer'].steps * runs['Transformer'].flops_per_step):.2f}x the FLOPs",
-          None if max(calm_last["brier_lm_strict"], base_last["brier_lm_strict"]) == 0
-          else calm_last["brier_lm_strict"] >= 0.9 * base_last["brier_lm_strict"]),
+          judge([calm_last["brier_lm_strict"]], [0.9 * base_last["brier_lm_strict"]], margin=0.0, kind="matches",
+                profile=prof.name), central=True),
 ]
 print(f"numbers from profile {prof.name}; 'CALM ~ Transformer' holds if CALM's strict BrierLM >= 0.9x the baseline's")
 paper_vs_lab(rows, prof.name, "04_calm")

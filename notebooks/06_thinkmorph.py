@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from labcore.report import Claim, paper_vs_lab
+from labcore.report import Claim, judge, not_judged, paper_vs_lab
 from labcore.runtime import setup
 from labcore.testing import compare
 from labcore.thinkmorph import JigsawTask, MazeTask, make_trace, trace_text
@@ -511,11 +511,12 @@ def pct(x):
 
 
 def verdict(a, b, n):
-    """(holds, note) for the claim a > b, each measured on n puzzles."""
+    """(verdict, note) for the claim a > b, each measured on n puzzles; margin: two binomial errors."""
     if a == b == 0:
-        return None, ""
+        return not_judged("neither arm solves any puzzle"), ""
     noise = 2 * np.sqrt((a * (1 - a) + b * (1 - b)) / n)
-    return bool(a - b > noise), "" if abs(a - b) > noise else f" (within noise, +-{100 * noise:.0f})"
+    note = "" if abs(a - b) > noise else f" (within noise, +-{100 * noise:.0f})"
+    return judge([a], [b], margin=noise, min_seeds=1, profile=prof.name), note
 
 
 def get(arm, key):
@@ -550,7 +551,8 @@ if {"text", "visual", "interleaved"} <= set(arms):
     noise = 2 * np.sqrt(0.25 * 1.5 / n_all)  # the largest standard error such a mean gap can have
     rows.append(Claim("interleaved beats text-only / visual-only on average", "+5.33 points",
                       f"{100 * gap:+.1f} points" + ("" if abs(gap) > noise else f" (within noise, +-{100 * noise:.0f})"),
-                      None if both_zero else bool(gap > noise)))
+                      not_judged("no arm solves any puzzle") if both_zero
+                      else judge([gap], 0.0, margin=noise, min_seeds=1, profile=prof.name), central=True))
 if {"direct", "interleaved"} <= set(arms):
     a = np.mean([get("interleaved", (n, "in-dist")) for n in cfg.tasks])
     b = np.mean([get("direct", (n, "in-dist")) for n in cfg.tasks])
@@ -568,7 +570,7 @@ if ("interleaved", "none") in probe_acc:
     rows.append(Claim("the drawn image carries the reasoning (blank/wrong image hurts)", "qualitative",
                       f"{pct(unprobed)} -> blank {pct(probe_acc[('interleaved', 'blank')])}, "
                       f"wrong {pct(probe_acc[('interleaved', 'wrong')])}{note} ({per_task})",
-                      None if unprobed == 0 else holds))
+                      not_judged("the unprobed arm solves nothing") if unprobed == 0 else holds))
 if {"visual", "interleaved"} <= set(arms) and "maze" in probe_sets:
     a, b = probe_acc[("interleaved", "true", "maze")], probe_acc[("visual", "true", "maze")]
     holds, note = verdict(a, b, len(probe_sets["maze"]))
@@ -578,14 +580,16 @@ if "interleaved" in curves and len(curves) > 1:
     gain = {arm: c["acc"][-1] - c["acc"][0] for arm, c in curves.items()}
     other = max((k for k in gain if k != "interleaved"), key=gain.get)
     noise = 2 * np.sqrt(0.5 / len(bon_tasks))  # rough: each gain is a difference of two rates
-    big = gain["interleaved"] - gain[other] > noise
     rows.append(Claim(f"best-of-N gains more for interleaved (N=1 -> {cfg.best_of_n})", "+8.0 on BLINK-J",
                       f"+{100 * gain['interleaved']:.1f} vs best other ({other}) +{100 * gain[other]:.1f} points"
                       + ("" if abs(gain["interleaved"] - gain[other]) > noise else f" (within noise, +-{100 * noise:.0f})"),
-                      None if all(v == 0 for v in gain.values()) else bool(big)))
+                      not_judged("no arm gains") if all(v == 0 for v in gain.values())
+                      else judge([gain["interleaved"]], [gain[other]], margin=noise, min_seeds=1, profile=prof.name)))
 if "interleaved" in arms:
     rows.append(Claim("autonomous mode switching: some traces skip the image", "5.3% of cases",
-                      f"{100 * skip_rate:.1f}% of cases", None if skip_rate == 1 else skip_rate > 0))
+                      f"{100 * skip_rate:.1f}% of cases",
+                      not_judged("every trace skips") if skip_rate == 1
+                      else judge([skip_rate], 0.0, margin=0.0, min_seeds=1, profile=prof.name)))
 if {"text", "interleaved"} <= set(arms):
     a = np.mean([get("interleaved", (n, "held-out")) for n in cfg.tasks])
     b = np.mean([get("text", (n, "held-out")) for n in cfg.tasks])

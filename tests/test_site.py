@@ -71,8 +71,8 @@ def test_paper_vs_lab_shows_its_table_once():
 
     shell = InteractiveShell.instance()
     with capture_output() as cap:
-        shell.run_cell("from labcore.report import Claim, paper_vs_lab\n"
-                       "paper_vs_lab([Claim('c', 'p', 'l', None)], 'smoke', 'x')")
+        shell.run_cell("from labcore.report import Claim, not_judged, paper_vs_lab\n"
+                       "paper_vs_lab([Claim('c', 'p', 'l', not_judged('w'), central=True)], 'smoke', 'x')")
     assert len(cap.outputs) == 1 and "text/markdown" in cap.outputs[0].data, cap.outputs
     assert "Measured with" not in cap.stdout, "the returned markdown must not be echoed a second time"
 
@@ -106,8 +106,9 @@ def _chapter_dir(tmp_path: Path, cells: dict[str, list[str] | str]) -> Path:
 @pytest.mark.slow
 def test_runner_always_reports(tmp_path):
     nbdir = _chapter_dir(tmp_path, {
-        "a_ok": ["PROFILE = 'auto'", "from labcore.report import Claim, paper_vs_lab\n"
-                 "paper_vs_lab([Claim('c', 'p', 'l', None)], PROFILE, 'a_ok')"],
+        "a_ok": ["PROFILE = 'auto'", "from labcore.report import Claim, judge, paper_vs_lab\n"
+                 "paper_vs_lab([Claim('c', 'p', 'l', judge([2, 3], [1], margin=0.5, profile=PROFILE),"
+                 " central=True)], PROFILE, 'a_ok')"],
         "b_raises": ["PROFILE = 'auto'", "raise ValueError('top_p must be in (0, 1], got 7')"],
         "c_not_json": "{ this is not a notebook",
         "d_hangs": ["PROFILE = 'auto'", "import time\ntime.sleep(600)"],
@@ -127,6 +128,10 @@ def test_runner_always_reports(tmp_path):
     summary = (out / "summary.md").read_text()
     assert re.search(r"FAILED: In \[\d+\]: ValueError: top_p must be in \(0, 1\], got 7", summary), summary
     assert summary.count("FAILED") >= 3
+    # the summary opens with every chapter's central claim (smoke: n/a, never a verdict)
+    head = summary[:summary.index("## Runs")]
+    assert "| chapter | central claim | verdict | profile |" in head
+    assert "| a_ok | c | n/a | smoke |" in head and "| b_raises | _no central claim was produced_ | n/a |" in head
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) == set(results) and timings["d_hangs"]["ok"] is False
     index = (out / "index.html").read_text()
