@@ -327,29 +327,29 @@ KDA_DECODE_STEP = Spec(
 def _ratio_inputs(n: dict[str, int], gen: torch.Generator) -> tuple:
     r = torch.randint(0, 10, (5,), generator=gen).tolist()
     ratio = ["kda", "mla", "attn"][r[0]] if r[0] < 3 else f"{1 + r[1] % 7}:{1 + r[2] % 3}"
-    n_layers = 1 + int(torch.randint(0, n["L"], (1,), generator=gen))
-    return ratio, n_layers, ratio != "attn" and r[3] % 2 == 1
+    n_layer = 1 + int(torch.randint(0, n["L"], (1,), generator=gen))
+    return ratio, n_layer, ratio != "attn" and r[3] % 2 == 1
 
 
-def _ratio_spec(ratio, n_layers, last_layer_mla):
+def _ratio_spec(ratio, n_layer, last_layer_mla):
     from labcore.hybrid.model import parse_ratio
 
-    return parse_ratio(ratio, n_layers, last_layer_mla)
+    return parse_ratio(ratio, n_layer, last_layer_mla)
 
 
 LAYER_PATTERN = Spec(
     "layer pattern from a KDA:MLA ratio", _ratio_spec, _ratio_inputs, dims={"L": 27},
     outputs=("layer_types",), trials=12,
-    hint="'N:M' repeats N 'kda' then M 'mla' for n_layers layers; 'kda' / 'mla' / 'attn' give a pure stack; "
+    hint="'N:M' repeats N 'kda' then M 'mla' for n_layer layers; 'kda' / 'mla' / 'attn' give a pure stack; "
          "last_layer_mla forces the final entry to 'mla'; return a tuple of strings.")
 
 
 def _cache_inputs(n: dict[str, int], gen: torch.Generator) -> tuple:
     from labcore.hybrid import HybridConfig
 
-    ratio, n_layers, last = _ratio_inputs(n, gen)
+    ratio, n_layer, last = _ratio_inputs(n, gen)
     r = torch.randint(1, 9, (6,), generator=gen).tolist()
-    cfg = HybridConfig(d_model=16, n_layers=n_layers, n_heads=r[0] % 4 + 1, head_dim=2 * r[1], ratio=ratio,
+    cfg = HybridConfig(d_model=16, n_layer=n_layer, n_head=r[0] % 4 + 1, head_dim=2 * r[1], ratio=ratio,
                        kv_lora_rank=4 * r[2], shared_dim=r[3] - 1, conv_size=r[4] % 4 + 1, last_layer_mla=last,
                        max_seq_len=n["S"])
     return cfg, r[5], 1 + int(torch.randint(0, n["S"], (1,), generator=gen))
@@ -365,7 +365,7 @@ def _cache_spec(cfg, batch_size, seq_len):
 HYBRID_CACHE_BYTES = Spec(
     "decode-cache bytes of a hybrid model", _cache_spec, _cache_inputs, dims={"L": 12, "S": 100},
     outputs=("bytes",), atol=0.0, rtol=0.0, trials=8,
-    hint="fp32 = 4 bytes; per layer of cfg.layer_types, with H = n_heads, D = head_dim: KDA keeps the state "
+    hint="fp32 = 4 bytes; per layer of cfg.layer_types, with H = n_head, D = head_dim: KDA keeps the state "
          "[B, H, D, D] plus conv tails [B, conv_size - 1, H * D] for q, k and v (no growth with S); MLA keeps "
          "c_kv [B, S, kv_lora_rank] and k_r [B, S, shared_dim]; softmax 'attn' keeps K and V [B, S, H, D].")
 

@@ -300,7 +300,7 @@ assert all(ok) and bool((g_mine <= 0).all())
 
 # %% tags=["nbval-check-output"]
 torch.manual_seed(0)
-layer = KimiDeltaAttention(cfg.d_model, cfg.num_heads, cfg.head_dim, chunk_size=C).eval()
+layer = KimiDeltaAttention(cfg.d_model, cfg.n_head, cfg.head_dim, chunk_size=C).eval()
 x = torch.randn(1, T, cfg.d_model)
 with torch.no_grad():
     y_full, cache_full = layer(x, use_cache=True)

@@ -63,8 +63,8 @@ if THREADS is not None:
 if cfg.threads is not None:
     torch.set_num_threads(cfg.threads)
 m = cfg.model
-print(f"numbers below come from profile={prof.name}: d_model={m.d_model}, {m.n_layers} layers, "
-      f"{m.n_heads} heads x {m.head_dim}, MLA latent R={m.kv_lora_rank} + shared key {m.shared_dim}")
+print(f"numbers below come from profile={prof.name}: d_model={m.d_model}, {m.n_layer} layers, "
+      f"{m.n_head} heads x {m.head_dim}, MLA latent R={m.kv_lora_rank} + shared key {m.shared_dim}")
 
 # %% [markdown]
 # ## MLA: compress, then up-project
@@ -141,7 +141,7 @@ def mla_absorbed_step(x_t, c_cache, kr_cache, W_q, W_dkv, norm_w, W_ukv, W_o, H,
 
 # %% tags=["nbval-check-output"]
 torch.manual_seed(0)
-H, Dn, Dr, R = m.n_heads, m.head_dim, m.shared_dim, m.kv_lora_rank
+H, Dn, Dr, R = m.n_head, m.head_dim, m.shared_dim, m.kv_lora_rank
 mla = MultiHeadLatentAttention(m.d_model, H, R, Dn, shared_dim=Dr)
 W = dict(W_q=mla.q_proj.weight, W_dkv=mla.kv_down.weight, norm_w=mla.kv_norm.weight,
          W_ukv=mla.kv_up.weight, W_o=mla.o_proj.weight)
@@ -175,9 +175,9 @@ assert all(ok), "a path differs: compare the scores of the first decode step"
 
 # %% tags=["nbval-check-output"]
 for ratio in ("mla", "1:1", "3:1", "7:1", "kda"):
-    kinds = HybridConfig(ratio=ratio, n_layers=8).layer_types
+    kinds = HybridConfig(ratio=ratio, n_layer=8).layer_types
     print(f"{ratio:>4}: {' '.join(k.upper() for k in kinds)}")
-paper = HybridConfig(ratio="3:1", n_layers=27, last_layer_mla=True)
+paper = HybridConfig(ratio="3:1", n_layer=27, last_layer_mla=True)
 print("Kimi Linear 48B (27 layers, last forced to MLA): MLA at 0-based", paper.mla_layers)
 
 
@@ -243,8 +243,8 @@ growing_ratio = cache_summary["growing_ratio_3to1_vs_mla"]
 print(f"growing part of 3:1 / all-MLA = {growing_ratio:.4f}; total cache saving at S={max(cfg.bench_contexts)}: "
       f"{cache_summary['cache_saving_3to1_at_max']:.1%}")
 assert growing_ratio == 0.25, "3:1 has MLA in exactly 1 layer of 4: its cache must grow 4x slower"
-paper_share = len(paper.mla_layers) / paper.n_layers
-print(f"Kimi Linear's real stack: {len(paper.mla_layers)}/{paper.n_layers} MLA layers -> growing cache "
+paper_share = len(paper.mla_layers) / paper.n_layer
+print(f"Kimi Linear's real stack: {len(paper.mla_layers)}/{paper.n_layer} MLA layers -> growing cache "
       f"{paper_share:.1%} of all-MLA (-{1 - paper_share:.0%})")
 
 # %% [markdown]
@@ -370,7 +370,7 @@ paper_vs_lab(rows, prof.name, "03_kimi_linear_hybrid")
 # printout) and prints yours, the expected values and their difference against a stated tolerance, with a
 # hint, until it says `PASS`. A failed check only reports, it never stops the notebook.
 #
-# 1. **Structure is data.** Write `my_layer_pattern(ratio, n_layers, last_layer_mla)`: the tuple of layer
+# 1. **Structure is data.** Write `my_layer_pattern(ratio, n_layer, last_layer_mla)`: the tuple of layer
 #    kinds for a ratio string such as `"3:1"` (or a pure `"kda"`, `"mla"`, `"attn"` stack), with the last
 #    layer forced to MLA when asked. Checked exactly against `HybridConfig.layer_types` on 12 random configs.
 
@@ -381,21 +381,21 @@ from labcore.exercises import ABSORBED_DECODE, HYBRID_CACHE_BYTES, LAYER_PATTERN
 
 
 # %% tags=["exercise-stub"]
-def my_layer_pattern(ratio, n_layers, last_layer_mla):
-    """'N:M' | 'kda' | 'mla' | 'attn', n_layers, bool -> tuple of 'kda' / 'mla' / 'attn', one per layer."""
+def my_layer_pattern(ratio, n_layer, last_layer_mla):
+    """'N:M' | 'kda' | 'mla' | 'attn', n_layer, bool -> tuple of 'kda' / 'mla' / 'attn', one per layer."""
     # Finish me!
     return None
 
 
 # %% tags=["solution"]
-def my_layer_pattern(ratio, n_layers, last_layer_mla):
-    """'N:M' | 'kda' | 'mla' | 'attn', n_layers, bool -> tuple of 'kda' / 'mla' / 'attn', one per layer."""
+def my_layer_pattern(ratio, n_layer, last_layer_mla):
+    """'N:M' | 'kda' | 'mla' | 'attn', n_layer, bool -> tuple of 'kda' / 'mla' / 'attn', one per layer."""
     if ratio in ("kda", "mla", "attn"):
-        kinds = [ratio] * n_layers
+        kinds = [ratio] * n_layer
     else:
         n_kda, n_mla = (int(x) for x in ratio.split(":"))
         period = ["kda"] * n_kda + ["mla"] * n_mla
-        kinds = [period[i % len(period)] for i in range(n_layers)]
+        kinds = [period[i % len(period)] for i in range(n_layer)]
     if last_layer_mla:
         kinds[-1] = "mla"
     return tuple(kinds)
@@ -413,7 +413,7 @@ check(my_layer_pattern, LAYER_PATTERN)
 # %% tags=["exercise-stub"]
 def my_cache_bytes(cfg, batch_size, seq_len):
     """HybridConfig, B, S -> bytes held by the model's decode cache after S tokens (an int)."""
-    H, D = cfg.n_heads, cfg.head_dim
+    H, D = cfg.n_head, cfg.head_dim
     # Finish me! sum over cfg.layer_types: KDA's fixed state + conv tails, MLA's latents, softmax K/V
     return None
 
@@ -421,7 +421,7 @@ def my_cache_bytes(cfg, batch_size, seq_len):
 # %% tags=["solution"]
 def my_cache_bytes(cfg, batch_size, seq_len):
     """HybridConfig, B, S -> bytes held by the model's decode cache after S tokens (an int)."""
-    H, D = cfg.n_heads, cfg.head_dim
+    H, D = cfg.n_head, cfg.head_dim
     values = {"kda": H * D * D + 3 * (cfg.conv_size - 1) * H * D,  # state [H, K, V] + q, k, v conv tails
               "mla": seq_len * (cfg.kv_lora_rank + cfg.shared_dim),  # c_kv and k_r of every token
               "attn": seq_len * 2 * H * D}  # K and V of every head and token
@@ -463,4 +463,4 @@ check(my_absorbed_decode, ABSORBED_DECODE)
 # %% [markdown]
 # **Open exercise** (no checker: it asks for a training run):
 # 4. **15:1.** The paper's sparsest ratio (15:1) lost to 3:1 (valid ppl 5.82). Add `"15:1"` to the
-#    ablation with `n_layers=16` and train it. Where does it land?
+#    ablation with `n_layer=16` and train it. Where does it land?

@@ -213,7 +213,7 @@ def test_student_notebooks_run_end_to_end_at_smoke(tmp_path):
 # ---- each spec catches a plausible mistake ------------------------------------------------------------
 
 def _cache_without_conv(cfg, B, S):
-    H, D = cfg.n_heads, cfg.head_dim
+    H, D = cfg.n_head, cfg.head_dim
     values = {"kda": H * D * D, "mla": S * (cfg.kv_lora_rank + cfg.shared_dim), "attn": S * 2 * H * D}
     return 4 * B * sum(values[k] for k in cfg.layer_types)
 

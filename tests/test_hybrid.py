@@ -24,7 +24,7 @@ from labcore.testing import assert_close
 # form; MLA: absorbed vs expanded); measured rel RMSE on logits ~1e-6, a wrong cache gives > 1e-1.
 TOL = 1e-4
 
-SMALL = HybridConfig(vocab_size=61, d_model=32, n_layers=4, n_heads=2, head_dim=8, kv_lora_rank=12,
+SMALL = HybridConfig(vocab_size=61, d_model=32, n_layer=4, n_head=2, head_dim=8, kv_lora_rank=12,
                      shared_dim=4, max_seq_len=64)
 
 
@@ -47,7 +47,7 @@ def test_parse_ratio():
 
 def test_paper_layout():
     """Kimi Linear 48B: 27 layers, MLA at 0-based 3, 7, ..., 23 and the last layer 26 (20 KDA + 7 MLA)."""
-    cfg = HybridConfig(n_layers=27, ratio="3:1", last_layer_mla=True)
+    cfg = HybridConfig(n_layer=27, ratio="3:1", last_layer_mla=True)
     assert cfg.mla_layers == [3, 7, 11, 15, 19, 23, 26]
     assert cfg.layer_types.count("kda") == 20
 
@@ -59,8 +59,8 @@ def test_bad_ratio(ratio):
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="n_layers"):
-        HybridConfig(n_layers=0)
+    with pytest.raises(ValueError, match="n_layer"):
+        HybridConfig(n_layer=0)
     with pytest.raises(ValueError, match="last_layer_mla"):
         HybridConfig(ratio="attn", last_layer_mla=True)
 
@@ -107,7 +107,7 @@ def test_gradients_reach_every_parameter():
 # ---- cache sizes --------------------------------------------------------------------------------------
 
 def _expected_bytes(cfg: HybridConfig, B: int, S: int) -> int:
-    H, D, c = cfg.n_heads, cfg.head_dim, cfg.conv_size - 1
+    H, D, c = cfg.n_head, cfg.head_dim, cfg.conv_size - 1
     per = {"mla": B * S * (cfg.kv_lora_rank + cfg.shared_dim) * 4,
            "kda": B * H * D * D * 4 + 3 * B * c * H * D * 4,  # fp32 state + q, k, v conv tails
            "attn": 2 * B * S * H * D * 4}
@@ -129,7 +129,7 @@ def test_cache_nbytes_exact(ratio):
 
 def test_growing_part_is_a_quarter():
     """3:1 keeps a growing cache in 1 layer of 4: its growth is exactly 25% of all-MLA's."""
-    cfg = replace(SMALL, n_layers=8)
+    cfg = replace(SMALL, n_layer=8)
     growth = {}
     for ratio in ("mla", "3:1", "kda"):
         m = HybridLM(replace(cfg, ratio=ratio)).eval()
@@ -171,8 +171,8 @@ def test_match_params():
     target = count_params(replace(SMALL, ratio="3:1"))
     for ratio in ("mla", "1:1", "7:1", "kda"):
         cfg = match_params(replace(SMALL, ratio=ratio), target)
-        # one hidden unit is 3 * d_model * n_layers params: we land within half of that
-        assert abs(count_params(cfg) - target) <= 1.5 * SMALL.d_model * SMALL.n_layers
+        # one hidden unit is 3 * d_model * n_layer params: we land within half of that
+        assert abs(count_params(cfg) - target) <= 1.5 * SMALL.d_model * SMALL.n_layer
         assert count_params(cfg) == HybridLM(cfg).num_params()
 
 
@@ -203,7 +203,7 @@ def test_train_variant_lowers_loss():
 
     cfg = replace(SMOKE, steps=6, eval_every=3, eval_batches=1, batch_size=4)
     ids = torch.randint(0, 50, (4000,))  # a tiny "corpus" over 50 token ids: easy to beat log(257)
-    res = train_variant("3:1", replace(cfg.model, n_layers=4), cfg, ids, ids, resolve_profile("smoke"),
+    res = train_variant("3:1", replace(cfg.model, n_layer=4), cfg, ids, ids, resolve_profile("smoke"),
                         progress=False)
     assert [s for s, _ in res["curve"]] == [3, 6]
     assert res["curve"][-1][1] < res["curve"][0][1] < 5.6, "loss must fall from ~log(vocab) = 5.55"
@@ -253,6 +253,6 @@ def test_decode_cache_grows_in_place_and_branches_safely():
 
 
 def test_hybrid_rejects_empty_batch():
-    m = HybridLM(HybridConfig(n_layers=2, ratio="1:1"))
+    m = HybridLM(HybridConfig(n_layer=2, ratio="1:1"))
     with pytest.raises(ValueError, match="B >= 1"):
         m(torch.zeros(0, 4, dtype=torch.long))

@@ -26,9 +26,9 @@ from labcore.hybrid.model import HybridConfig, HybridLM
 NAMES = {"mla": "all-MLA", "attn": "softmax attention", "3:1": "3:1 hybrid", "kda": "all-KDA"}
 
 # equal width/depth for every pattern; 8 layers so that 3:1 has exactly 2 MLA layers
-FULL = HybridConfig(vocab_size=256, d_model=256, n_layers=8, n_heads=4, head_dim=64, kv_lora_rank=128,
+FULL = HybridConfig(vocab_size=256, d_model=256, n_layer=8, n_head=4, head_dim=64, kv_lora_rank=128,
                     shared_dim=32, max_seq_len=16384)
-QUICK = HybridConfig(vocab_size=256, d_model=64, n_layers=4, n_heads=2, head_dim=16, kv_lora_rank=32,
+QUICK = HybridConfig(vocab_size=256, d_model=64, n_layer=4, n_head=2, head_dim=16, kv_lora_rank=32,
                      shared_dim=8, max_seq_len=1024)
 CONTEXTS_FULL = [256, 512, 1024, 2048, 4096, 8192]
 CONTEXTS_QUICK = [64, 128, 256]

@@ -51,26 +51,26 @@ class HybridLabConfig:
 
 
 def _model(vocab: int, **kw) -> HybridConfig:
-    return HybridConfig(vocab_size=vocab, n_layers=8, **{"chunk_size": 32, **kw})
+    return HybridConfig(vocab_size=vocab, n_layer=8, **{"chunk_size": 32, **kw})
 
 
 SMOKE = HybridLabConfig(
-    model=_model(257, d_model=32, n_heads=2, head_dim=16, kv_lora_rank=16, shared_dim=4, max_seq_len=256),
+    model=_model(257, d_model=32, n_head=2, head_dim=16, kv_lora_rank=16, shared_dim=4, max_seq_len=256),
     max_tokens=200_000, block_size=32, batch_size=8, steps=16, eval_every=4, eval_batches=2,
-    bench_model=_model(256, d_model=64, n_heads=2, head_dim=32, kv_lora_rank=32, shared_dim=8,
+    bench_model=_model(256, d_model=64, n_head=2, head_dim=32, kv_lora_rank=32, shared_dim=8,
                        max_seq_len=1024),
     bench_contexts=(64, 256, 512), bench_reps=2, threads=1)
 CPU = HybridLabConfig(
-    model=_model(512, d_model=64, n_heads=2, head_dim=32, kv_lora_rank=32, shared_dim=8, max_seq_len=1024),
+    model=_model(512, d_model=64, n_head=2, head_dim=32, kv_lora_rank=32, shared_dim=8, max_seq_len=1024),
     bpe_vocab=512, block_size=128, batch_size=16, steps=200, eval_every=40, eval_batches=8,
-    bench_model=_model(256, d_model=256, n_heads=4, head_dim=64, kv_lora_rank=128, shared_dim=32,
+    bench_model=_model(256, d_model=256, n_head=4, head_dim=64, kv_lora_rank=128, shared_dim=32,
                        max_seq_len=16384),
     bench_contexts=(256, 1024, 4096, 8192), bench_reps=5)
 GPU = HybridLabConfig(
-    model=_model(2048, d_model=384, n_heads=6, head_dim=64, kv_lora_rank=256, shared_dim=32,
+    model=_model(2048, d_model=384, n_head=6, head_dim=64, kv_lora_rank=256, shared_dim=32,
                  max_seq_len=4096),
     bpe_vocab=2048, block_size=512, batch_size=32, steps=1500, lr=1.5e-3, eval_every=150, eval_batches=16,
-    bench_model=_model(256, d_model=1024, n_heads=16, head_dim=64, kv_lora_rank=256, shared_dim=32,
+    bench_model=_model(256, d_model=1024, n_head=16, head_dim=64, kv_lora_rank=256, shared_dim=32,
                        max_seq_len=1 << 17),
     bench_contexts=(1024, 4096, 16384, 65536), bench_reps=10)
 

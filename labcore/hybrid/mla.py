@@ -38,17 +38,17 @@ class MultiHeadLatentAttention(nn.Module):
 
     Args:
         d_model: residual width.
-        num_heads: H.
+        n_head: H.
         kv_lora_rank: R, width of the cached latent c_kv.
         head_dim: Dn, per-head query/key width from the latent.
         shared_dim: Dr, width of the key slice shared by all heads (0 drops it).
         v_head_dim: Dv, per-head value width (default head_dim).
     """
 
-    def __init__(self, d_model: int, num_heads: int, kv_lora_rank: int, head_dim: int,
+    def __init__(self, d_model: int, n_head: int, kv_lora_rank: int, head_dim: int,
                  shared_dim: int = 0, v_head_dim: int | None = None):
         super().__init__()
-        for name, val in (("d_model", d_model), ("num_heads", num_heads), ("kv_lora_rank", kv_lora_rank),
+        for name, val in (("d_model", d_model), ("n_head", n_head), ("kv_lora_rank", kv_lora_rank),
                           ("head_dim", head_dim)):
             if not isinstance(val, int) or val <= 0:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
@@ -57,10 +57,10 @@ class MultiHeadLatentAttention(nn.Module):
         v_head_dim = head_dim if v_head_dim is None else v_head_dim
         if v_head_dim <= 0:
             raise ValueError(f"v_head_dim must be > 0, got {v_head_dim}")
-        self.d_model, self.num_heads, self.kv_lora_rank = d_model, num_heads, kv_lora_rank
+        self.d_model, self.n_head, self.kv_lora_rank = d_model, n_head, kv_lora_rank
         self.head_dim, self.shared_dim, self.v_head_dim = head_dim, shared_dim, v_head_dim
         self.scale = (head_dim + shared_dim) ** -0.5
-        H = num_heads
+        H = n_head
         # no query compression (Kimi Linear: q_lora_rank = null)
         self.q_proj = nn.Linear(d_model, H * (head_dim + shared_dim), bias=False)
         # down-projection: the only thing a decoding model has to remember per token
@@ -75,7 +75,7 @@ class MultiHeadLatentAttention(nn.Module):
     def queries(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, d] -> q_nope [B, T, H, Dn], q_r [B, T, H, Dr]."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim + self.shared_dim)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim + self.shared_dim)
         return q[..., :self.head_dim], q[..., self.head_dim:]
 
     def compress(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +85,7 @@ class MultiHeadLatentAttention(nn.Module):
 
     def up_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """W_uk [H, Dn, R] and W_uv [H, Dv, R], the per-head blocks of kv_up."""
-        w = self.kv_up.weight.view(self.num_heads, self.head_dim + self.v_head_dim, self.kv_lora_rank)
+        w = self.kv_up.weight.view(self.n_head, self.head_dim + self.v_head_dim, self.kv_lora_rank)
         return w[:, :self.head_dim], w[:, self.head_dim:]
 
     # ---- the two attention paths --------------------------------------------------------------------
@@ -97,7 +97,7 @@ class MultiHeadLatentAttention(nn.Module):
         q_nope [B, T, H, Dn], q_r [B, T, H, Dr], c_kv [B, S, R], k_r [B, S, Dr] -> o [B, T, H, Dv].
         """
         B, S, _ = c_kv.shape
-        H, T = self.num_heads, q_nope.shape[1]
+        H, T = self.n_head, q_nope.shape[1]
         kv = self.kv_up(c_kv).view(B, S, H, self.head_dim + self.v_head_dim)
         k_nope, v = kv[..., :self.head_dim], kv[..., self.head_dim:]  # [B, S, H, Dn], [B, S, H, Dv]
         k = torch.cat([k_nope, k_r[:, :, None].expand(B, S, H, self.shared_dim)], -1)  # [B, S, H, Dn+Dr]
@@ -156,7 +156,7 @@ class MultiHeadLatentAttention(nn.Module):
             path = "absorbed" if past else "expanded"
         attend = self.attend_absorbed if path == "absorbed" else self.attend_expanded
         o = attend(q_nope, q_r, new_cache.c_kv, new_cache.k_r)  # [B, T, H, Dv]
-        y = self.o_proj(o.reshape(B, T, self.num_heads * self.v_head_dim))
+        y = self.o_proj(o.reshape(B, T, self.n_head * self.v_head_dim))
         return y, (new_cache if (use_cache or cache is not None) else None)
 
     def cache_bytes_per_token(self, dtype: torch.dtype = torch.float32) -> int:
@@ -181,7 +181,7 @@ def naive_mla(mla: MultiHeadLatentAttention, x: torch.Tensor) -> torch.Tensor:
     x [B, T, d_model] -> y [B, T, d_model]; slow, loops over t and h.
     """
     B, T, _ = x.shape
-    H, Dn, Dv = mla.num_heads, mla.head_dim, mla.v_head_dim
+    H, Dn, Dv = mla.n_head, mla.head_dim, mla.v_head_dim
     q = mla.q_proj(x).view(B, T, H, Dn + mla.shared_dim)
     ckv = mla.kv_down(x)
     c = mla.kv_norm(ckv[..., :mla.kv_lora_rank])  # [B, T, R]

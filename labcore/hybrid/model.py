@@ -28,26 +28,26 @@ LAYER_KINDS = ("kda", "mla", "attn")
 RATIO_HELP = "'N:M' (N KDA then M MLA layers, repeated, e.g. '3:1', '1:1', '7:1'), 'kda', 'mla' or 'attn'"
 
 
-def parse_ratio(ratio: str, n_layers: int, last_layer_mla: bool = False) -> tuple[str, ...]:
+def parse_ratio(ratio: str, n_layer: int, last_layer_mla: bool = False) -> tuple[str, ...]:
     """Layer pattern from a ratio string: "3:1" with 8 layers -> kda,kda,kda,mla,kda,kda,kda,mla.
 
     "kda" / "mla" give a pure stack; "attn" a pure softmax-attention stack (the speed baseline).
     last_layer_mla forces the final layer to MLA, as Kimi Linear does.
     """
-    if not isinstance(n_layers, int) or n_layers <= 0:
-        raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+    if not isinstance(n_layer, int) or n_layer <= 0:
+        raise ValueError(f"n_layer must be a positive int, got {n_layer!r}")
     if not isinstance(ratio, str):
         raise ValueError(f"ratio must be a string: {RATIO_HELP}; got {ratio!r}")
     r = ratio.strip().lower()
     if r in LAYER_KINDS:
-        kinds = [r] * n_layers
+        kinds = [r] * n_layer
     else:
         m = re.fullmatch(r"(\d+):(\d+)", r)
         if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
             raise ValueError(f"ratio must be {RATIO_HELP} with N, M >= 1; got {ratio!r}")
         n_kda, n_mla = int(m.group(1)), int(m.group(2))
         period = ["kda"] * n_kda + ["mla"] * n_mla
-        kinds = [period[i % len(period)] for i in range(n_layers)]
+        kinds = [period[i % len(period)] for i in range(n_layer)]
     if last_layer_mla:
         if r == "attn":
             raise ValueError("last_layer_mla cannot be combined with ratio 'attn'")
@@ -59,8 +59,8 @@ def parse_ratio(ratio: str, n_layers: int, last_layer_mla: bool = False) -> tupl
 class HybridConfig:
     vocab_size: int = 256  # tokenizer size (byte-level default)
     d_model: int = 64  # residual width
-    n_layers: int = 8  # blocks; 8 makes 3:1 -> 2 MLA, 7:1 -> 1 MLA
-    n_heads: int = 4  # heads of every mixer (KDA, MLA, softmax)
+    n_layer: int = 8  # blocks; 8 makes 3:1 -> 2 MLA, 7:1 -> 1 MLA
+    n_head: int = 4  # heads of every mixer (KDA, MLA, softmax)
     head_dim: int = 16  # per-head K = V width for KDA; Dn = Dv for MLA and softmax heads
     ratio: str = "3:1"  # KDA:MLA pattern, see parse_ratio
     kv_lora_rank: int = 32  # R, MLA latent width (paper: 512 for 32 heads x 128)
@@ -72,7 +72,7 @@ class HybridConfig:
     last_layer_mla: bool = False  # force the final layer to MLA (Kimi Linear does)
 
     def __post_init__(self):
-        for f in ("vocab_size", "d_model", "n_layers", "n_heads", "head_dim", "kv_lora_rank",
+        for f in ("vocab_size", "d_model", "n_layer", "n_head", "head_dim", "kv_lora_rank",
                   "conv_size", "chunk_size", "max_seq_len"):
             v = getattr(self, f)
             if not isinstance(v, int) or v <= 0:
@@ -81,12 +81,12 @@ class HybridConfig:
             raise ValueError(f"shared_dim must be >= 0, got {self.shared_dim}")
         if self.mlp_hidden is not None and self.mlp_hidden <= 0:
             raise ValueError(f"mlp_hidden must be > 0 or None, got {self.mlp_hidden}")
-        parse_ratio(self.ratio, self.n_layers, self.last_layer_mla)  # raises on a bad ratio
+        parse_ratio(self.ratio, self.n_layer, self.last_layer_mla)  # raises on a bad ratio
 
     @property
     def layer_types(self) -> tuple[str, ...]:
         """One of "kda" | "mla" | "attn" per layer."""
-        return parse_ratio(self.ratio, self.n_layers, self.last_layer_mla)
+        return parse_ratio(self.ratio, self.n_layer, self.last_layer_mla)
 
     @property
     def mla_layers(self) -> list[int]:
@@ -106,13 +106,13 @@ def make_mixer(kind: str, cfg: HybridConfig) -> nn.Module:
     if kind == "kda":
         from labcore.kda.layer import KimiDeltaAttention
 
-        return KimiDeltaAttention(cfg.d_model, cfg.n_heads, cfg.head_dim, conv_size=cfg.conv_size,
+        return KimiDeltaAttention(cfg.d_model, cfg.n_head, cfg.head_dim, conv_size=cfg.conv_size,
                                   chunk_size=cfg.chunk_size)
     if kind == "mla":
-        return MultiHeadLatentAttention(cfg.d_model, cfg.n_heads, cfg.kv_lora_rank, cfg.head_dim,
+        return MultiHeadLatentAttention(cfg.d_model, cfg.n_head, cfg.kv_lora_rank, cfg.head_dim,
                                         shared_dim=cfg.shared_dim)
     if kind == "attn":
-        return CachedSelfAttention(cfg.d_model, cfg.n_heads, cfg.head_dim)
+        return CachedSelfAttention(cfg.d_model, cfg.n_head, cfg.head_dim)
     raise ValueError(f"layer kind must be one of {LAYER_KINDS}, got {kind!r}")
 
 
@@ -162,7 +162,7 @@ class HybridLM(nn.Module):
         for name, p in self.named_parameters():
             # GPT-2: scale residual output projections by 1/sqrt(2L) so the stream starts small
             if name.endswith(("o_proj.weight", "mlp.down.weight")):
-                nn.init.normal_(p, 0.0, 0.02 / (2 * cfg.n_layers) ** 0.5)
+                nn.init.normal_(p, 0.0, 0.02 / (2 * cfg.n_layer) ** 0.5)
 
     @property
     def layer_types(self) -> tuple[str, ...]:
@@ -179,7 +179,7 @@ class HybridLM(nn.Module):
 
     def new_cache(self) -> HybridCache:
         """An empty cache for this model (what forward starts from when cache=None, use_cache=True)."""
-        return HybridCache(self.cfg.signature(), [None] * self.cfg.n_layers)
+        return HybridCache(self.cfg.signature(), [None] * self.cfg.n_layer)
 
     def forward(self, input_ids: torch.Tensor, cache: HybridCache | None = None,
                 use_cache: bool | None = None) -> tuple[torch.Tensor, HybridCache | None]:
@@ -203,7 +203,7 @@ class HybridLM(nn.Module):
         past = cache.seq_len if cache is not None else 0
         if past + T > self.cfg.max_seq_len:
             raise ValueError(f"context {past} + {T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
-        layer_caches = cache.layers if cache is not None else [None] * self.cfg.n_layers
+        layer_caches = cache.layers if cache is not None else [None] * self.cfg.n_layer
         x = self.embed(input_ids)  # [B, T, d]
         new_layers = []
         for block, c in zip(self.blocks, layer_caches, strict=True):
@@ -233,7 +233,7 @@ def match_params(cfg: HybridConfig, target: int) -> HybridConfig:
         raise ValueError(f"target must be > 0, got {target}")
     h0 = cfg.mlp_hidden or 16 * ((8 * cfg.d_model // 3 + 15) // 16)
     base = count_params(replace(cfg, mlp_hidden=h0))
-    h = h0 + round((target - base) / (3 * cfg.d_model * cfg.n_layers))
+    h = h0 + round((target - base) / (3 * cfg.d_model * cfg.n_layer))
     if h < 1:
         raise ValueError(f"target {target} is too small for {cfg.ratio} (needs mlp_hidden {h} < 1)")
     return replace(cfg, mlp_hidden=h)

@@ -21,21 +21,21 @@ from labcore.hybrid.mla import _causal_mask
 class CachedSelfAttention(nn.Module):
     """forward(x [B, T, d_model], cache, use_cache) -> (y [B, T, d_model], KVCache | None)."""
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int):
+    def __init__(self, d_model: int, n_head: int, head_dim: int):
         super().__init__()
-        for name, val in (("d_model", d_model), ("num_heads", num_heads), ("head_dim", head_dim)):
+        for name, val in (("d_model", d_model), ("n_head", n_head), ("head_dim", head_dim)):
             if not isinstance(val, int) or val <= 0:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
-        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, head_dim
-        self.qkv = nn.Linear(d_model, 3 * num_heads * head_dim, bias=False)
-        self.o_proj = nn.Linear(num_heads * head_dim, d_model, bias=False)
+        self.d_model, self.n_head, self.head_dim = d_model, n_head, head_dim
+        self.qkv = nn.Linear(d_model, 3 * n_head * head_dim, bias=False)
+        self.o_proj = nn.Linear(n_head * head_dim, d_model, bias=False)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None,
                 use_cache: bool = False) -> tuple[torch.Tensor, KVCache | None]:
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be [B, T, {self.d_model}], got {tuple(x.shape)}")
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).unbind(2)  # [B, T, H, D]
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # [B, T, H, D]
         keep = use_cache or cache is not None
         if cache is not None:
             if cache.k.shape[0] != B:

@@ -23,7 +23,7 @@ class KDAExpConfig:
     # --- the synthetic-task experiment ---
     d_model: int = 64  # residual width
     n_layer: int = 2  # blocks (the paper's synthetic runs use 2)
-    num_heads: int = 2  # heads per mixer (the paper: 2)
+    n_head: int = 2  # heads per mixer (the paper: 2)
     head_dim: int = 32  # K = V per head (the paper: 128)
     vocab_size: int = 64  # tokens of the synthetic tasks
     lengths: tuple[int, ...] = (64, 128)  # sequence lengths trained on (cycled) and scored at

@@ -29,10 +29,10 @@ class Mixer(nn.Module):
         super().__init__()
         self.kind = kind
         if kind == "attn":
-            self.inner = CausalSelfAttention(cfg.d_model, cfg.num_heads)
+            self.inner = CausalSelfAttention(cfg.d_model, cfg.n_head)
         else:
             cls = KimiDeltaAttention if kind == "kda" else ScalarGatedDeltaNet
-            self.inner = cls(cfg.d_model, cfg.num_heads, cfg.head_dim, chunk_size=cfg.chunk_size)
+            self.inner = cls(cfg.d_model, cfg.n_head, cfg.head_dim, chunk_size=cfg.chunk_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x) if self.kind == "attn" else self.inner(x)[0]

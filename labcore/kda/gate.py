@@ -39,11 +39,11 @@ def kda_gate(g: torch.Tensor, A_log: torch.Tensor, dt_bias: torch.Tensor | None 
     return -A_log.float().exp().clamp_max(big)[:, None] * F.softplus(g).clamp_max(big)
 
 
-def init_A_log(num_heads: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
+def init_A_log(n_head: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
     """A_log = log(A), A ~ U(low, high) per head (Mamba2 / KDA release init)."""
     if not 0 < low < high:
         raise ValueError(f"need 0 < low < high, got low={low}, high={high}")
-    return torch.empty(num_heads).uniform_(low, high).log()
+    return torch.empty(n_head).uniform_(low, high).log()
 
 
 def init_dt_bias(n: int, dt_min: float = 1e-3, dt_max: float = 1e-1) -> torch.Tensor:

@@ -52,18 +52,18 @@ class _GatedDeltaAttention(nn.Module):
 
     gate_channels: int  # K for a per-channel gate, 1 for a scalar gate
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int, conv_size: int = 4,
+    def __init__(self, d_model: int, n_head: int, head_dim: int, conv_size: int = 4,
                  gate_rank: int | None = None, chunk_size: int = 64, backend: str = "auto",
                  norm_eps: float = 1e-5):
         super().__init__()
-        for name, val in (("d_model", d_model), ("num_heads", num_heads), ("head_dim", head_dim),
+        for name, val in (("d_model", d_model), ("n_head", n_head), ("head_dim", head_dim),
                           ("conv_size", conv_size), ("chunk_size", chunk_size)):
             if not isinstance(val, int) or val < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {val!r}")
-        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, head_dim
+        self.d_model, self.n_head, self.head_dim = d_model, n_head, head_dim
         self.conv_size, self.chunk_size, self.backend = conv_size, chunk_size, backend
         self.gate_rank = gate_rank or head_dim  # the release uses rank = head dim
-        H, K = num_heads, head_dim
+        H, K = n_head, head_dim
         self.q_proj = nn.Linear(d_model, H * K, bias=False)
         self.k_proj = nn.Linear(d_model, H * K, bias=False)
         self.v_proj = nn.Linear(d_model, H * K, bias=False)  # V = K, as in the release
@@ -86,9 +86,9 @@ class _GatedDeltaAttention(nn.Module):
     def gate_values(self, x: torch.Tensor) -> torch.Tensor:
         """Per-token log decay g [B, T, H, K] (<= 0) this layer applies to its state, for input x."""
         B, T, _ = x.shape
-        g = kda_gate(self._raw_gate(x).view(B, T, self.num_heads, self.gate_channels),
+        g = kda_gate(self._raw_gate(x).view(B, T, self.n_head, self.gate_channels),
                      self.A_log, self.dt_bias)  # [B, T, H, K or 1]
-        return g.expand(B, T, self.num_heads, self.head_dim)
+        return g.expand(B, T, self.n_head, self.head_dim)
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, cache: KDACache | None = None, use_cache: bool = False
@@ -97,7 +97,7 @@ class _GatedDeltaAttention(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be [B, T, {self.d_model}], got {tuple(x.shape)}")
         B, T, _ = x.shape
-        H, K = self.num_heads, self.head_dim
+        H, K = self.n_head, self.head_dim
         if cache is not None and cache.state.shape[0] != B:
             raise ValueError(f"cache holds batch size {cache.state.shape[0]}, x has batch size {B}; "
                              f"start a new cache (layer.init_cache({B}) or cache=None)")
@@ -134,7 +134,7 @@ class _GatedDeltaAttention(nn.Module):
 
     def init_cache(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> KDACache:
         """An empty cache (zero state, zero conv tails) for `batch_size` sequences."""
-        H, K, c = self.num_heads, self.head_dim, self.conv_size - 1
+        H, K, c = self.n_head, self.head_dim, self.conv_size - 1
         z = lambda *s, dt=dtype: torch.zeros(*s, device=device, dtype=dt)  # noqa: E731
         return KDACache(z(batch_size, H, K, K, dt=torch.float32), z(batch_size, c, H * K),
                         z(batch_size, c, H * K), z(batch_size, c, H * K))
@@ -145,7 +145,7 @@ class KimiDeltaAttention(_GatedDeltaAttention):
     projection f = Linear(d -> rank) -> Linear(rank -> H*K), no biases.
 
     Args:
-        d_model: residual width; num_heads: H; head_dim: K = V
+        d_model: residual width; n_head: H; head_dim: K = V
         conv_size: short causal conv kernel (4); gate_rank: rank of the gate and output-gate
             projections (default head_dim); chunk_size: C for the chunkwise form
         backend: "auto" | "torch" | "triton" (see kernels/)
@@ -153,11 +153,11 @@ class KimiDeltaAttention(_GatedDeltaAttention):
 
     gate_channels = -1  # set per instance (= head_dim)
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int, conv_size: int = 4, **kwargs):
+    def __init__(self, d_model: int, n_head: int, head_dim: int, conv_size: int = 4, **kwargs):
         self.gate_channels = head_dim
-        super().__init__(d_model, num_heads, head_dim, conv_size, **kwargs)
+        super().__init__(d_model, n_head, head_dim, conv_size, **kwargs)
         self.f_proj = nn.Sequential(nn.Linear(d_model, self.gate_rank, bias=False),
-                                    nn.Linear(self.gate_rank, num_heads * head_dim, bias=False))
+                                    nn.Linear(self.gate_rank, n_head * head_dim, bias=False))
 
     def _raw_gate(self, x: torch.Tensor) -> torch.Tensor:
         return self.f_proj(x)  # [B, T, H*K]
@@ -169,9 +169,9 @@ class ScalarGatedDeltaNet(_GatedDeltaAttention):
 
     gate_channels = 1
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int, conv_size: int = 4, **kwargs):
-        super().__init__(d_model, num_heads, head_dim, conv_size, **kwargs)
-        self.f_proj = nn.Linear(d_model, num_heads, bias=False)
+    def __init__(self, d_model: int, n_head: int, head_dim: int, conv_size: int = 4, **kwargs):
+        super().__init__(d_model, n_head, head_dim, conv_size, **kwargs)
+        self.f_proj = nn.Linear(d_model, n_head, bias=False)
 
     def _raw_gate(self, x: torch.Tensor) -> torch.Tensor:
         return self.f_proj(x)  # [B, T, H]

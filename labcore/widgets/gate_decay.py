@@ -49,7 +49,7 @@ class GateDecayWidget(FigureBox):
     """Heatmap of exp(g) per (token, channel) for one head of one KDA layer, plus memory length per channel.
 
     Args:
-        layers: a layer with `gate_values(x) -> [B, T, H, K]` and `num_heads`, or a list of them
+        layers: a layer with `gate_values(x) -> [B, T, H, K]` and `n_head`, or a list of them
         inputs: x [B, T, d_model] fed to every layer, or a list with one x per layer (see `layer_inputs`)
         names: a label per layer (default "layer 0", ...)
         tokens: optional text per position, shown on the heatmap's token axis
