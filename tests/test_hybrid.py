@@ -9,7 +9,6 @@ from labcore.hybrid import (
     HybridCache,
     HybridConfig,
     HybridLM,
-    KVCache,
     MLACache,
     filled_cache,
     generate,
@@ -18,6 +17,7 @@ from labcore.hybrid import (
 )
 from labcore.hybrid.model import count_params, match_params
 from labcore.kda.layer import KDACache
+from labcore.nn import KVCache
 from labcore.testing import assert_close
 
 # Cached decoding takes other fp32 code paths than the full forward (KDA: recurrent step vs chunkwise
@@ -236,8 +236,6 @@ def test_gate_decay_widget_on_hybrid():
 def test_decode_cache_grows_in_place_and_branches_safely():
     # a decode step writes one row into spare capacity (no O(S) copy); appending to an older cache (a
     # branch) must not overwrite what the newer one holds
-    from labcore.hybrid.cache import KVCache, MLACache
-
     for cls, shape in ((MLACache, (2, 5, 8)), (KVCache, (2, 5, 3, 4))):
         a = cls(torch.randn(*shape), torch.randn(*shape))
         rows = [torch.randn(2, 1, *shape[2:]) for _ in range(4)]

@@ -18,9 +18,8 @@ LEAD = re.compile(r'[\s,(]*(?:\(?sections?\s+)?"')  # between the notebook and i
 MORE = re.compile(r'"(?:\s*\([^)]*\))?\s*(?:,|and|,\s*and)\s*(?:sections?\s+)?"')  # "A" (why), and "B"
 
 
-# references in files this change may not edit (the lead's widgets), each still broken; the test fails
-# once one is fixed, so the entry is removed with the fix
-KNOWN_BROKEN = {("labcore/widgets/gate_decay.py", "Gate decay")}
+# references known to be broken (none today); the test fails once one is fixed, so the entry goes with the fix
+KNOWN_BROKEN: set[tuple[str, str]] = set()
 
 
 def headings(notebook: str) -> set[str]:

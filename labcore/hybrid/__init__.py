@@ -1,16 +1,16 @@
 """Chapter 3: the Kimi Linear hybrid (3 KDA : 1 MLA with NoPE), its caches and decoding.
 
 Taught in notebooks/03_kimi_linear_hybrid.ipynb. Files, read in this order: mla.py (MLA, expanded and
-absorbed paths), softmax.py (the cached softmax baseline), cache.py, model.py (config + LM), decode.py.
+absorbed paths), cache.py, model.py (config + LM), decode.py. The softmax baseline is labcore.nn.Attention
+with its KVCache (labcore.nn.cache).
 """
 
-from labcore.hybrid.cache import HybridCache, KVCache, MLACache, tensor_bytes
+from labcore.hybrid.cache import HybridCache, MLACache
 from labcore.hybrid.decode import decode_step, filled_cache, generate, incremental_logits, prefill
 from labcore.hybrid.experiment import load_text, train_variant, variant_configs
 from labcore.hybrid.mla import MultiHeadLatentAttention, naive_mla
 from labcore.hybrid.model import HybridConfig, HybridLM, parse_ratio
-from labcore.hybrid.softmax import CachedSelfAttention
 
-__all__ = ["HybridCache", "KVCache", "MLACache", "tensor_bytes", "decode_step", "filled_cache", "generate",
+__all__ = ["HybridCache", "MLACache", "decode_step", "filled_cache", "generate",
            "incremental_logits", "prefill", "MultiHeadLatentAttention", "naive_mla", "HybridConfig", "HybridLM",
-           "parse_ratio", "CachedSelfAttention", "load_text", "train_variant", "variant_configs"]
+           "parse_ratio", "load_text", "train_variant", "variant_configs"]

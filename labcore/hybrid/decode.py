@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from labcore.hybrid.cache import HybridCache, KVCache, MLACache
+from labcore.hybrid.cache import HybridCache, MLACache
 from labcore.hybrid.model import HybridLM
+from labcore.nn.cache import KVCache
 
 
 @torch.no_grad()

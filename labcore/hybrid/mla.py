@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labcore.hybrid.cache import MLACache
+from labcore.nn.attention import causal_mask
 from labcore.nn.blocks import RMSNorm
 
 PATHS = ("auto", "expanded", "absorbed")
@@ -102,7 +103,7 @@ class MultiHeadLatentAttention(nn.Module):
         k_nope, v = kv[..., :self.head_dim], kv[..., self.head_dim:]  # [B, S, H, Dn], [B, S, H, Dv]
         k = torch.cat([k_nope, k_r[:, :, None].expand(B, S, H, self.shared_dim)], -1)  # [B, S, H, Dn+Dr]
         q = torch.cat([q_nope, q_r], -1)  # [B, T, H, Dn+Dr]
-        mask = _causal_mask(T, S, q.device)
+        mask = causal_mask(T, S, q.device)
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            attn_mask=mask, is_causal=mask is None and T > 1,
                                            scale=self.scale)  # [B, H, T, Dv]
@@ -123,7 +124,7 @@ class MultiHeadLatentAttention(nn.Module):
             scores = scores + torch.einsum("bthd,bsd->bhts", q_r, k_r)
         scores = scores.float() * self.scale
         if T > 1:
-            scores = scores.masked_fill(~_causal_mask(T, S, scores.device, always=True), float("-inf"))
+            scores = scores.masked_fill(~causal_mask(T, S, scores.device, always=True), float("-inf"))
         p = scores.softmax(-1).to(c_kv.dtype)  # [B, H, T, S]
         o_lat = torch.einsum("bhts,bsr->bthr", p, c_kv)  # [B, T, H, R]
         return torch.einsum("bthr,hvr->bthv", o_lat, W_uv)  # [B, T, H, Dv]
@@ -162,17 +163,6 @@ class MultiHeadLatentAttention(nn.Module):
     def cache_bytes_per_token(self, dtype: torch.dtype = torch.float32) -> int:
         """Bytes one token adds to this layer's cache: (R + Dr) * itemsize."""
         return (self.kv_lora_rank + self.shared_dim) * torch.empty((), dtype=dtype).element_size()
-
-
-def _causal_mask(T: int, S: int, device, always: bool = False) -> torch.Tensor | None:
-    """Bool [T, S], True where query t (the last T of S positions) may see key s.
-
-    None when T == S (SDPA's is_causal covers it) unless always=True.
-    """
-    if T == S and not always:
-        return None
-    t = torch.arange(T, device=device)[:, None] + (S - T)
-    return torch.arange(S, device=device)[None, :] <= t
 
 
 def naive_mla(mla: MultiHeadLatentAttention, x: torch.Tensor) -> torch.Tensor:

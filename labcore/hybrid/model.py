@@ -21,7 +21,7 @@ from torch import nn
 
 from labcore.hybrid.cache import HybridCache
 from labcore.hybrid.mla import MultiHeadLatentAttention
-from labcore.hybrid.softmax import CachedSelfAttention
+from labcore.nn import Attention
 from labcore.nn.blocks import RMSNorm, SwiGLU
 
 LAYER_KINDS = ("kda", "mla", "attn")
@@ -112,7 +112,7 @@ def make_mixer(kind: str, cfg: HybridConfig) -> nn.Module:
         return MultiHeadLatentAttention(cfg.d_model, cfg.n_head, cfg.kv_lora_rank, cfg.head_dim,
                                         shared_dim=cfg.shared_dim)
     if kind == "attn":
-        return CachedSelfAttention(cfg.d_model, cfg.n_head, cfg.head_dim)
+        return Attention(cfg.d_model, cfg.n_head, cfg.head_dim)
     raise ValueError(f"layer kind must be one of {LAYER_KINDS}, got {kind!r}")
 
 
@@ -161,7 +161,7 @@ class HybridLM(nn.Module):
                 m.apply(_init_linear)
         for name, p in self.named_parameters():
             # GPT-2: scale residual output projections by 1/sqrt(2L) so the stream starts small
-            if name.endswith(("o_proj.weight", "mlp.down.weight")):
+            if name.endswith(("o_proj.weight", "mixer.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, 0.0, 0.02 / (2 * cfg.n_layer) ** 0.5)
 
     @property

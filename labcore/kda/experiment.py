@@ -14,8 +14,8 @@ from torch import nn
 from labcore.data.synthetic import IGNORE, mqar, palindrome
 from labcore.kda.config import MIXERS, KDAExpConfig
 from labcore.kda.layer import KimiDeltaAttention, ScalarGatedDeltaNet
+from labcore.nn.attention import Attention
 from labcore.nn.blocks import RMSNorm, SwiGLU
-from labcore.nn.gpt import CausalSelfAttention
 from labcore.runtime import Profile
 from labcore.train import TrainConfig, batch_generator, train
 
@@ -29,13 +29,13 @@ class Mixer(nn.Module):
         super().__init__()
         self.kind = kind
         if kind == "attn":
-            self.inner = CausalSelfAttention(cfg.d_model, cfg.n_head)
+            self.inner = Attention(cfg.d_model, cfg.n_head)
         else:
             cls = KimiDeltaAttention if kind == "kda" else ScalarGatedDeltaNet
             self.inner = cls(cfg.d_model, cfg.n_head, cfg.head_dim, chunk_size=cfg.chunk_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x) if self.kind == "attn" else self.inner(x)[0]
+        return self.inner(x)[0]  # every mixer returns (y, cache)
 
 
 class TinyLM(nn.Module):

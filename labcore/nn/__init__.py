@@ -1,6 +1,9 @@
 """Shared blocks every chapter builds on (taught where first used, defined once here)."""
 
-from labcore.nn.blocks import CausalConv1d, RMSNorm, SwiGLU
-from labcore.nn.gpt import GPT, Block, CausalSelfAttention, GPTConfig
+from labcore.nn.attention import Attention, causal_mask
+from labcore.nn.blocks import IGNORE_INDEX, CausalConv1d, RMSNorm, SwiGLU, swiglu_hidden
+from labcore.nn.cache import GrowingCache, KVCache, tensor_bytes
+from labcore.nn.gpt import GPT, Block, GPTConfig, init_gpt_weights
 
-__all__ = ["RMSNorm", "SwiGLU", "CausalConv1d", "GPT", "GPTConfig", "Block", "CausalSelfAttention"]
+__all__ = ["Attention", "causal_mask", "KVCache", "GrowingCache", "tensor_bytes", "RMSNorm", "SwiGLU",
+           "swiglu_hidden", "IGNORE_INDEX", "CausalConv1d", "GPT", "GPTConfig", "Block", "init_gpt_weights"]

@@ -6,6 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+IGNORE_INDEX = -100  # label of a position that carries no loss (F.cross_entropy's default ignore_index)
+
+
+def swiglu_hidden(dim: int) -> int:
+    """SwiGLU's default hidden width: ~8/3 dim (same parameters as a 4x GELU MLP), rounded up to 16."""
+    return 16 * ((8 * dim // 3 + 15) // 16)
+
 
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * weight, computed in fp32 (Zhang & Sennrich, 2019)."""
@@ -29,7 +36,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, dim: int, hidden: int | None = None, bias: bool = False):
         super().__init__()
-        hidden = hidden or 16 * ((8 * dim // 3 + 15) // 16)
+        hidden = hidden or swiglu_hidden(dim)
         self.gate = nn.Linear(dim, hidden, bias=bias)
         self.up = nn.Linear(dim, hidden, bias=bias)
         self.down = nn.Linear(hidden, dim, bias=bias)

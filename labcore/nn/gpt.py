@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from labcore.nn.attention import Attention
 from labcore.nn.blocks import RMSNorm, SwiGLU
 
 
@@ -33,35 +33,16 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head softmax attention with a causal mask; layout [B, T, H, D] inside, like fla."""
-
-    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0):
-        super().__init__()
-        self.n_head, self.head_dim = n_head, d_model // n_head
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # [B, T, H, D] each
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-            is_causal=True, dropout_p=self.dropout if self.training else 0.0)  # [B, H, T, D]
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(cfg.d_model), RMSNorm(cfg.d_model)
-        self.attn = CausalSelfAttention(cfg.d_model, cfg.n_head, cfg.dropout)
+        self.attn = Attention(cfg.d_model, cfg.n_head, dropout=cfg.dropout)
         self.mlp = SwiGLU(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
+        x = x + self.drop(self.attn(self.norm1(x))[0])
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
