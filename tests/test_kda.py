@@ -292,26 +292,47 @@ def test_synthetic_tasks():
         mqar(2, 10, 6, 32)
 
 
-def test_experiment_runs_and_models_share_a_shape():
-    import dataclasses
-
+def test_kda_bench_is_discoverable():
     from labcore.bench import BENCHES
-    from labcore.kda.config import CPU, GPU, SMOKE, profile_config
-    from labcore.kda.experiment import TinyLM, run_task
-    from labcore.runtime import resolve_profile
 
     assert "kda" in BENCHES, "labcore/bench/kda.py must be discoverable by `python -m labcore.bench kda`"
-    for prof_cfg in (SMOKE, CPU, GPU):  # equal parameters, as the issue asks
-        counts = {kind: TinyLM(kind, prof_cfg).num_params() for kind in ("kda", "gdn", "attn")}
-        unit = 3 * prof_cfg.d_model * prof_cfg.n_layer  # one MLP hidden unit in every layer
-        assert all(abs(n - counts["kda"]) <= unit / 2 for n in counts.values()), counts
+
+
+@pytest.mark.parametrize("profile", ["SMOKE", "CPU", "GPU"])
+def test_mixers_have_equal_parameters(profile):
+    from labcore.kda import config
+    from labcore.kda.experiment import TinyLM
+
+    cfg = getattr(config, profile)
+    counts = {kind: TinyLM(kind, cfg).num_params() for kind in ("kda", "gdn", "attn")}
+    unit = 3 * cfg.d_model * cfg.n_layer  # one MLP hidden unit in every layer
+    assert all(abs(n - counts["kda"]) <= unit / 2 for n in counts.values()), counts
+
+
+def test_matching_parameters_leaves_the_init_rng_alone():
+    import dataclasses
+
+    from labcore.kda.config import SMOKE
+    from labcore.kda.experiment import TinyLM
+
     torch.manual_seed(0)
     matched = TinyLM("kda", SMOKE)
     torch.manual_seed(0)
-    assert torch.equal(matched.emb.weight, TinyLM("kda", dataclasses.replace(SMOKE, match_params=False)).emb.weight), \
-        "matching parameter counts must not draw from the RNG that initialises the model"
     unmatched = dataclasses.replace(SMOKE, match_params=False)
-    assert TinyLM("gdn", unmatched).num_params() < TinyLM("kda", unmatched).num_params() - unit
+    assert torch.equal(matched.emb.weight, TinyLM("kda", unmatched).emb.weight), \
+        "matching parameter counts must not draw from the RNG that initialises the model"
+    unit = 3 * SMOKE.d_model * SMOKE.n_layer
+    assert TinyLM("gdn", unmatched).num_params() < TinyLM("kda", unmatched).num_params() - unit, \
+        "without matching, GDN is smaller (the case matching exists for)"
+
+
+def test_every_mixer_runs_and_a_task_trains():
+    import dataclasses
+
+    from labcore.kda.config import SMOKE, profile_config
+    from labcore.kda.experiment import TinyLM, run_task
+    from labcore.runtime import resolve_profile
+
     assert profile_config("smoke") is SMOKE
     cfg = dataclasses.replace(SMOKE, steps=2, eval_every=1, eval_examples=4, batch_size=2, lengths=(16,))
     idx = torch.randint(0, cfg.vocab_size, (2, 16))
@@ -319,12 +340,20 @@ def test_experiment_runs_and_models_share_a_shape():
         assert TinyLM(kind, cfg)(idx).shape == (2, 16, cfg.vocab_size)
     res = run_task("mqar", "kda", cfg, resolve_profile("smoke"), progress=False)
     assert set(res["acc"]) == {16} and 0.0 <= res["acc"][16] <= 1.0 and len(res["curve"]) == 2
+
+
+def test_experiment_config_refuses_bad_values():
+    import dataclasses
+
+    from labcore.kda.config import SMOKE
+    from labcore.kda.experiment import TinyLM
+
     with pytest.raises(ValueError, match="mixers"):
         dataclasses.replace(SMOKE, mixers=("mamba",))
     with pytest.raises(ValueError, match="vocab_size must be >= 34"):  # MQAR at T=128 needs 16 keys
         dataclasses.replace(SMOKE, lengths=(128,), vocab_size=32)
     with pytest.raises(ValueError, match="kind"):
-        TinyLM("mamba", cfg)
+        TinyLM("mamba", SMOKE)
 
 
 def test_run_seeds_averages_and_spans_the_seeds():
