@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labcore.data.synthetic import IGNORE, mqar, palindrome, to_dataset
+from labcore.data.synthetic import IGNORE_INDEX, mqar, palindrome, to_dataset
 from labcore.kda import (
     KDACache,
     KimiDeltaAttention,
@@ -279,7 +279,7 @@ def test_synthetic_tasks():
     for n in range(4):  # every scored query's label is the value paired with that key
         pairs = dict(zip(x[n, 0:12:2].tolist(), x[n, 1:12:2].tolist(), strict=True))
         assert len(pairs) == 6, "keys must be distinct"
-        for t in (y[n] != IGNORE).nonzero().flatten().tolist():
+        for t in (y[n] != IGNORE_INDEX).nonzero().flatten().tolist():
             assert pairs[int(x[n, t])] == int(y[n, t])
     p = palindrome(3, 11, 10, gen())
     x, y = p["input_ids"], p["labels"]

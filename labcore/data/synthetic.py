@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = -100  # label for unscored positions (F.cross_entropy's ignore_index)
+from labcore.nn.blocks import IGNORE_INDEX  # label of unscored positions
 
 
 def mqar(num_examples: int, seq_len: int, num_kv: int, vocab_size: int,
@@ -37,7 +37,7 @@ def mqar(num_examples: int, seq_len: int, num_kv: int, vocab_size: int,
     which = torch.randint(0, num_kv, (N, n_q), generator=generator)  # [N, n_q] queried pair
     q_keys, q_vals = keys.gather(1, which), vals.gather(1, which)
     x = torch.zeros(N, seq_len, dtype=torch.long)
-    y = torch.full((N, seq_len), IGNORE, dtype=torch.long)
+    y = torch.full((N, seq_len), IGNORE_INDEX, dtype=torch.long)
     x[:, 0:2 * num_kv:2], x[:, 1:2 * num_kv:2] = keys, vals
     start = 2 * num_kv
     x[:, start:start + 2 * n_q:2], x[:, start + 1:start + 2 * n_q:2] = q_keys, q_vals
@@ -61,7 +61,7 @@ def palindrome(num_examples: int, seq_len: int, vocab_size: int,
     first = torch.randint(1, vocab_size, (N, L), generator=generator)
     x = torch.zeros(N, seq_len, dtype=torch.long)
     x[:, :L], x[:, L + 1:2 * L + 1] = first, first.flip(1)
-    y = torch.full((N, seq_len), IGNORE, dtype=torch.long)
+    y = torch.full((N, seq_len), IGNORE_INDEX, dtype=torch.long)
     y[:, L:2 * L] = x[:, L + 1:2 * L + 1]
     return {"input_ids": x, "labels": y}
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labcore.data.synthetic import IGNORE, mqar, palindrome
+from labcore.data.synthetic import IGNORE_INDEX, mqar, palindrome
 from labcore.kda.config import MIXERS, KDAExpConfig
 from labcore.kda.layer import KimiDeltaAttention, ScalarGatedDeltaNet
 from labcore.nn.attention import Attention
@@ -96,7 +96,7 @@ def accuracy(model: nn.Module, batch: dict[str, torch.Tensor], device) -> float:
     """Fraction of scored positions where the argmax prediction is the label."""
     x, y = batch["input_ids"].to(device), batch["labels"].to(device)
     pred = model(x).argmax(-1)
-    mask = y != IGNORE
+    mask = y != IGNORE_INDEX
     return float((pred[mask] == y[mask]).float().mean())
 
 
@@ -119,7 +119,7 @@ def run_task(task: str, kind: str, cfg: KDAExpConfig, prof: Profile, progress: b
     def loss_fn(m: nn.Module, batch):
         x, y = batch["input_ids"].to(device), batch["labels"].to(device)
         logits = m(x)
-        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX)
 
     def eval_fn(m: nn.Module) -> dict[str, float]:
         accs = {f"acc@{T}": accuracy(m, b, device) for T, b in evals.items()}

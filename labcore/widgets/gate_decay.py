@@ -1,5 +1,6 @@
 """Gate-decay widget: which key channels of a KDA layer remember, and for how long.
-Used in notebooks/02_kda.ipynb (section "Which channels remember? The gate-decay widget") and reused by chapter 3 on the hybrid's KDA layers.
+Used in notebooks/02_kda.ipynb (section "Which channels remember? The gate-decay widget") and reused by
+chapter 3 on the hybrid's KDA layers.
 
 For a layer's per-token log decay g [T, K] (one head) on a real input it shows a heatmap of exp(g)
 (1 = keep everything, 0 = forget at once) and each channel's effective memory length in tokens:
