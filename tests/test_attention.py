@@ -59,3 +59,19 @@ def test_refuses_bad_input():
         attn(torch.randn(1, 1, 16), cache=cache)
     with pytest.raises(ValueError, match="n_head"):
         Attention(16, 0)
+
+
+def test_matched_hidden_picks_the_closest_width():
+    from torch import nn
+
+    from labcore.nn import SwiGLU, count_params, matched_hidden
+
+    def build(h):
+        return nn.Sequential(nn.Linear(8, 5), SwiGLU(8, h))
+
+    target = count_params(build(37)) + 10  # 10 weights past width 37; one unit is 24
+    assert matched_hidden(build, target, default=16) == 37
+    with pytest.raises(ValueError, match="too small"):
+        matched_hidden(build, 10, default=16)
+    with pytest.raises(ValueError, match="grow"):
+        matched_hidden(lambda h: nn.Linear(8, 8), 100, default=16)

@@ -15,7 +15,7 @@ from labcore.data.synthetic import IGNORE_INDEX, mqar, palindrome
 from labcore.kda.config import MIXERS, KDAExpConfig
 from labcore.kda.layer import KimiDeltaAttention, ScalarGatedDeltaNet
 from labcore.nn.attention import Attention
-from labcore.nn.blocks import RMSNorm, SwiGLU
+from labcore.nn.blocks import RMSNorm, SwiGLU, count_params, matched_hidden, swiglu_hidden
 from labcore.runtime import Profile
 from labcore.train import TrainConfig, batch_generator, train
 
@@ -71,16 +71,11 @@ class TinyLM(nn.Module):
 
 
 def matched_mlp_hidden(kind: str, cfg: KDAExpConfig) -> int:
-    """SwiGLU width for `kind` that brings its TinyLM closest to KDA's parameter count: each hidden unit
-    adds 3 * d_model weights per layer (gate, up, down)."""
-    # counts only: no memory, and the global RNG that initialises the real model is left as it was
+    """SwiGLU width for `kind` that brings its TinyLM closest to KDA's parameter count."""
+    default = swiglu_hidden(cfg.d_model)
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        default = SwiGLU(cfg.d_model).up.out_features
-        gap = TinyLM("kda", cfg, default).num_params() - TinyLM(kind, cfg, default).num_params()
-    hidden = default + round(gap / (3 * cfg.d_model * cfg.n_layer))
-    if hidden < 1:
-        raise ValueError(f"cannot match {kind}'s parameters to KDA's with d_model={cfg.d_model}")
-    return hidden
+        target = count_params(TinyLM("kda", cfg, default))
+    return matched_hidden(lambda h: TinyLM(kind, cfg, h), target, default)
 
 
 def make_batch(task: str, cfg: KDAExpConfig, seq_len: int, n: int, gen: torch.Generator):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +14,30 @@ IGNORE_INDEX = -100  # label of a position that carries no loss (F.cross_entropy
 def swiglu_hidden(dim: int) -> int:
     """SwiGLU's default hidden width: ~8/3 dim (same parameters as a 4x GELU MLP), rounded up to 16."""
     return 16 * ((8 * dim // 3 + 15) // 16)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_hidden(build: Callable[[int], nn.Module], target: int, default: int) -> int:
+    """The MLP hidden width h for which build(h) has closest to `target` parameters.
+
+    Compares models at equal parameters: mixers differ in size, so the MLP absorbs the difference.
+    build(h) must widen every MLP alike, so the count is linear in h. The models are built on the meta
+    device under a forked RNG: no memory, and the RNG that initialises the real model is left as it was.
+    """
+    if target <= 0:
+        raise ValueError(f"target must be > 0, got {target}")
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        base = count_params(build(default))
+        per_unit = count_params(build(default + 1)) - base
+    if per_unit <= 0:
+        raise ValueError("build(h) must grow with h (its MLPs must use the hidden width it is given)")
+    hidden = default + round((target - base) / per_unit)
+    if hidden < 1:
+        raise ValueError(f"target {target} is too small: it needs MLP hidden width {hidden} < 1")
+    return hidden
 
 
 class RMSNorm(nn.Module):
