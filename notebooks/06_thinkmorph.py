@@ -58,9 +58,10 @@ from labcore.thinkmorph import JigsawTask, MazeTask, make_trace, trace_text
 from labcore.thinkmorph.config import profile_config
 from labcore.thinkmorph.evaluate import (
     PROBES, accuracy, accuracy_by_size, best_of_n, eval_tasks, solve)
-from labcore.thinkmorph.model import (
-    NOISY, TEXT, InterleavedTransformer, attention_mask, attention_mask_naive, collate, generate,
-    generated_tokens, pack, stepwise, thinkmorph_loss, train_arm, train_base)
+from labcore.thinkmorph.generation import generate, generated_tokens, stepwise
+from labcore.thinkmorph.model import InterleavedTransformer
+from labcore.thinkmorph.packing import NOISY, TEXT, attention_mask, attention_mask_naive, collate, pack
+from labcore.thinkmorph.training import thinkmorph_loss, train_arm, train_base
 from labcore.thinkmorph.tasks import CELL
 from labcore.thinkmorph.traces import Image, base_trace, context, describe
 from labcore.widgets.trace_viewer import TraceViewer
@@ -260,7 +261,7 @@ assert all(ok)
 # %% [markdown]
 # From here on the notebook uses `labcore.thinkmorph` only.
 #
-# **Generation switches modes at the special tokens.** `labcore.thinkmorph.model.generate` decodes text
+# **Generation switches modes at the special tokens.** `labcore.thinkmorph.generation.generate` decodes text
 # greedily (or with a temperature) through a KV cache. When the model writes `<image_start>`, it draws the
 # whole image block at once: start from noise, run `flow_steps` Euler steps in which the noisy block reads
 # the cached prefix and itself, write the clean image into the cache, append `<image_end>`, and go back to
@@ -635,7 +636,7 @@ from math import comb  # noqa: E402
 import torch  # noqa: E402
 
 from labcore.exercises import MAZE_SCORE, PASS_AT_K, WRONG_PROBE, check  # noqa: E402
-from labcore.thinkmorph.model import image_to_patches  # noqa: E402
+from labcore.thinkmorph.patches import image_to_patches  # noqa: E402
 
 
 # %% tags=["exercise-stub"]

@@ -10,28 +10,12 @@ import pytest
 import torch
 
 from labcore.testing import assert_close
-from labcore.thinkmorph.config import SMOKE, profile_config
+from labcore.thinkmorph.config import SMOKE, ModelConfig, profile_config
 from labcore.thinkmorph.evaluate import best_of_n, eval_tasks, pass_at_k, pass_at_k_naive, solve, wrong_hook
-from labcore.thinkmorph.model import (
-    CLEAN,
-    NOISY,
-    TEXT,
-    InterleavedTransformer,
-    KVCache,
-    ModelConfig,
-    attention_mask,
-    collate,
-    draw_image,
-    generate,
-    image_to_patches,
-    make_batch_fn,
-    pack,
-    patches_to_image,
-    stepwise,
-    thinkmorph_loss,
-    train_arm,
-    train_base,
-)
+from labcore.thinkmorph.generation import draw_image, generate, stepwise
+from labcore.thinkmorph.model import InterleavedTransformer, RaggedKVCache
+from labcore.thinkmorph.packing import CLEAN, NOISY, TEXT, attention_mask, collate, pack
+from labcore.thinkmorph.patches import image_to_patches, patches_to_image
 from labcore.thinkmorph.tasks import CELL, JigsawTask, MazeTask, make_task
 from labcore.thinkmorph.traces import (
     ARMS,
@@ -45,6 +29,7 @@ from labcore.thinkmorph.traces import (
     make_trace,
     parse_answer,
 )
+from labcore.thinkmorph.training import make_batch_fn, thinkmorph_loss, train_arm, train_base
 
 TINY = ModelConfig(d_model=32, n_layer=2, n_head=2, flow_steps=3, max_len=256)
 
@@ -356,7 +341,7 @@ def test_drawn_image_depends_on_the_problem_image():
     draws = []
     with torch.no_grad():
         for c in (cond, torch.zeros_like(cond)):
-            cache = KVCache(TINY, 1, "cpu")
+            cache = RaggedKVCache(TINY, 1, "cpu")
             x = model.embed(p["tokens"], p["kind"], p["pos"], p["row"], p["col"], p["patches"])
             model.extend(cache, torch.arange(1), x, attention_mask(p["kind"], p["group"]))
             draws.append(draw_image(model, cache, torch.arange(1), 5, torch.Generator().manual_seed(0), c))

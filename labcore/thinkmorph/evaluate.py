@@ -13,15 +13,12 @@ from math import comb
 import numpy as np
 import torch
 
-from labcore.thinkmorph.model import (
-    TRAIN_SEEDS,
-    InterleavedTransformer,
-    generate,
-    generated_tokens,
-    image_to_patches,
-)
+from labcore.thinkmorph.generation import generate, generated_tokens
+from labcore.thinkmorph.model import InterleavedTransformer
+from labcore.thinkmorph.patches import image_to_patches
 from labcore.thinkmorph.tasks import JigsawTask, MazeTask, make_task
 from labcore.thinkmorph.traces import Image, Segment, parse_answer
+from labcore.thinkmorph.training import TRAIN_SEEDS
 
 EVAL_SEED = TRAIN_SEEDS  # evaluation instances: seeds EVAL_SEED, EVAL_SEED + 1, ... (never trained on)
 PROBES = ("none", "blank", "wrong", "true")
