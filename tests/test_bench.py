@@ -13,6 +13,9 @@ def test_soft_top_p_bench_writes_json_and_plot(tmp_path):
     data = json.loads((tmp_path / "soft_top_p.json").read_text())
     assert [r["V"] for r in data["rows"]] == [256, 4096] and all(r["torch_ms"] > 0 for r in data["rows"])
     assert (tmp_path / "soft_top_p.html").stat().st_size > 1000 and res["summary"]
+    page = (tmp_path / "soft_top_p.html").read_text()
+    assert 'src="plotly.min.js"' in page and "cdn.plot.ly" not in page, "the plot must open offline"
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
 
 
 def test_kda_bench_writes_ratios_timed_in_process_time(tmp_path):

@@ -97,6 +97,7 @@ def run_bench(name: str, out_dir: str | Path = "build/bench", quick: bool = Fals
                "summary": res.get("summary", {})}
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
     if res.get("figure") is not None:
-        res["figure"].write_html(out / f"{name}.html", include_plotlyjs="cdn")
+        # plotly.min.js once beside the pages, so a plot opens offline (a workshop room has no internet)
+        res["figure"].write_html(out / f"{name}.html", include_plotlyjs="directory")
     payload["paths"] = [str(out / f"{name}.json"), str(out / f"{name}.html")]
     return payload
