@@ -100,12 +100,21 @@ class EnergyHead(nn.Module):
         nn.init.zeros_(self.out[-1].weight)  # start at z~ = 0: the first steps only learn the mean
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, h: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, n_samples: int = 1, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """h [..., d_model] -> n_samples draws [n_samples, ..., latent_dim].
+
+        noise: optional u [n_samples, ..., noise_dim] in [-0.5, 0.5] (default: fresh uniform noise), to
+        replay a draw exactly (the notebook's from-scratch check).
+        """
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        shape = (n_samples, *h.shape[:-1], self.noise_dim)
+        if noise is None:
+            noise = torch.rand(shape, device=h.device, dtype=h.dtype) - 0.5
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape} (n_samples, ..., noise_dim), got {tuple(noise.shape)}")
         c = self.cond(h).expand(n_samples, *h.shape[:-1], -1)  # [N, ..., W]
-        u = torch.rand(n_samples, *h.shape[:-1], self.noise_dim, device=h.device, dtype=h.dtype) - 0.5
-        x = self.noise_in(u)  # [N, ..., W]
+        x = self.noise_in(noise)  # [N, ..., W]
         for block in self.blocks:
             x = block(x, c)
         return self.out(x)  # [N, ..., latent]

@@ -7,15 +7,19 @@ conditions the energy head, whose samples should match the frozen autoencoder's 
 Generation decodes a predicted vector to K tokens (argmax per token) and feeds those *tokens* back,
 never the latent. One generative step = K tokens.
 
-Also here: the token-level baseline's sampler for the same chunk-aligned evaluation, and training-FLOPs
-estimates for both (Kaplan et al. 2020: 6 x matmul params x positions + 6 x layers x context x d).
+Also here: the token-level baseline's sampler for the same chunk-aligned evaluation, training-FLOPs
+estimates for both (Kaplan et al. 2020: 6 x matmul params x positions + 6 x layers x context x d), and
+KV-cached generation for both (`cached_blocks`), so their wall-clock per generated token compares like
+for like.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from labcore.calm.autoencoder import CALMAutoencoder
@@ -46,6 +50,32 @@ class CALMConfig:
                 raise ValueError(f"{f} must be > 0, got {getattr(self, f)}")
         if self.n_samples < 2:
             raise ValueError(f"n_samples must be >= 2 (the energy loss needs pairs), got {self.n_samples}")
+
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values [B, H, t, D]
+
+
+def cached_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: KV) -> tuple[torch.Tensor, KV]:
+    """Run labcore.nn Blocks (eval mode) on new positions x [B, t, d] after the cached ones.
+
+    An empty cache is a prefill (t >= 1, causal); after that one position at a time (t = 1), attending to
+    every cached key. Returns the blocks' output [B, t, d] and the grown cache.
+    """
+    if cache and x.shape[1] != 1:
+        raise ValueError(f"after the prefill, positions come one at a time, got t={x.shape[1]}")
+    B, t, C = x.shape
+    grown = []
+    for i, blk in enumerate(blocks):
+        a = blk.attn
+        q, k, v = a.qkv(blk.norm1(x)).view(B, t, 3, a.n_head, a.head_dim).unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, t, D]
+        if cache:
+            k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=not cache)  # [B, H, t, D]
+        x = x + a.proj(y.transpose(1, 2).reshape(B, t, C))
+        x = x + blk.mlp(blk.norm2(x))
+        grown.append((k, v))
+    return x, grown
 
 
 class CALM(nn.Module):
@@ -82,7 +112,7 @@ class CALM(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T] (T a multiple of K, T/K <= block_chunks) -> h [B, T/K, d]; h_c has read chunks 0..c."""
-        K, d = self.cfg.chunk_len, self.cfg.d_model
+        K = self.cfg.chunk_len
         if ids.dim() != 2 or ids.shape[1] == 0 or ids.shape[1] % K:
             raise ValueError(f"ids must be [B, T] with T a positive multiple of chunk_len={K}, "
                              f"got {tuple(ids.shape)}")
@@ -90,11 +120,18 @@ class CALM(nn.Module):
         C = T // K
         if C > self.cfg.block_chunks:
             raise ValueError(f"{C} chunks exceed block_chunks={self.cfg.block_chunks}")
-        x = self.tok_emb(ids).reshape(B, C, K * d)  # [B, C, K*d]
-        x = self.compress(x) + self.pos_emb(torch.arange(C, device=ids.device))  # [B, C, d]
+        x = self._inputs(ids)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
+
+    def _inputs(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """ids [B, C*K] at chunk positions start.. -> compressed chunk inputs [B, C, d]."""
+        B, T = ids.shape
+        K, d = self.cfg.chunk_len, self.cfg.d_model
+        x = self.tok_emb(ids).reshape(B, T // K, K * d)  # [B, C, K*d]
+        pos = torch.arange(start, start + T // K, device=ids.device)
+        return self.compress(x) + self.pos_emb(pos)  # [B, C, d]
 
     def loss(self, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Energy loss for predicting chunks 1..C from chunks 0..C-1 of ids [B, (C+1)K]."""
@@ -120,16 +157,21 @@ class CALM(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, n_chunks: int, temp: float = 1.0, exact: bool = True,
                  max_tries: int = 10_000, n_candidates: int = 200) -> torch.Tensor:
-        """Append n_chunks * K tokens to prompt [B, T0] (T0 a multiple of K), one chunk per step.
+        """Append n_chunks * K tokens to prompt [B, T0] (T0 a positive multiple of K), one chunk per step.
 
-        temp must be 1/n (n integer); exact=True uses rejection, False the batch approximation.
+        temp must be 1/n (n integer); exact=True uses rejection, False the batch approximation. The
+        backbone keeps a KV cache; when the context fills block_chunks it restarts on the last window.
         """
         if n_chunks < 1:
             raise ValueError(f"n_chunks must be >= 1, got {n_chunks}")
-        W = self.cfg.block_chunks * self.cfg.chunk_len
+        K, W = self.cfg.chunk_len, self.cfg.block_chunks
+        if prompt.dim() != 2 or prompt.shape[1] == 0 or prompt.shape[1] % K:
+            raise ValueError(f"prompt must be [B, T0] with T0 a positive multiple of chunk_len={K}, "
+                             f"got {tuple(prompt.shape)}")
         ids = prompt
-        for _ in range(n_chunks):
-            h = self(ids[:, -W:])[:, -1]  # [B, d]
+        x, cache = cached_blocks(self.blocks, self._inputs(ids[:, -W * K:]), [])
+        for step in range(n_chunks):
+            h = self.norm(x[:, -1])  # [B, d]
             # one draw = a head sample decoded to K tokens (argmax), re-embedded on the next step
             draw = lambda k, h=h: self.ae.decode_tokens(self.head(h, k)[:, :, None])  # [k, B, K]
             if exact:
@@ -137,6 +179,13 @@ class CALM(nn.Module):
             else:
                 chunk = sample_batch_approx(draw, temp, n_candidates)
             ids = torch.cat([ids, chunk], dim=1)
+            if step == n_chunks - 1:
+                break
+            seen = cache[0][0].shape[2]  # chunk positions in the cache
+            if seen < W:
+                x, cache = cached_blocks(self.blocks, self._inputs(chunk, start=seen), cache)
+            else:  # window full: start again on the last W chunks (as an uncached model would)
+                x, cache = cached_blocks(self.blocks, self._inputs(ids[:, -W * K:]), [])
         return ids
 
     def train_flops_per_step(self, batch: int, n_chunks: int) -> float:
@@ -161,6 +210,85 @@ def gpt_train_flops_per_step(model: GPT, batch: int, T: int) -> float:
 
 
 @torch.no_grad()
+def gpt_generate(model: GPT, prompt: torch.Tensor, n_tokens: int, temp: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Append n_tokens sampled at temperature temp to prompt [B, T0], one token per step, KV-cached like
+    CALM.generate (so per-token timings compare like for like); restarts on the last window when full."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+    if not temp > 0:
+        raise ValueError(f"temp must be > 0, got {temp}")
+    if prompt.dim() != 2 or prompt.shape[1] == 0:
+        raise ValueError(f"prompt must be [B, T0] with T0 >= 1, got {tuple(prompt.shape)}")
+    W = model.cfg.block_size
+
+    def embed(ids: torch.Tensor, start: int) -> torch.Tensor:
+        return model.tok_emb(ids) + model.pos_emb(torch.arange(start, start + ids.shape[1], device=ids.device))
+
+    ids = prompt
+    x, cache = cached_blocks(model.blocks, embed(ids[:, -W:], 0), [])
+    for step in range(n_tokens):
+        probs = (model.lm_head(model.norm(x[:, -1])).float() / temp).softmax(-1)  # [B, V]
+        nxt = torch.multinomial(probs, 1, generator=generator)  # [B, 1]
+        ids = torch.cat([ids, nxt], dim=1)
+        if step == n_tokens - 1:
+            break
+        seen = cache[0][0].shape[2]
+        if seen < W:
+            x, cache = cached_blocks(model.blocks, embed(nxt, seen), cache)
+        else:
+            x, cache = cached_blocks(model.blocks, embed(ids[:, -W:], 0), [])
+    return ids
+
+
+def gpt_chunk_decode(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: int,
+                     choose: Callable[[int, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Continue every chunk c = 1..C of ids [B, (C+1)K] after its true prefix ids[:, :cK], K tokens
+    each, n_draws times, all chunks at once.
+
+    One causal pass over the true windows gives every prefix's keys/values (attention is causal, so
+    the prefix of chunk c is the first cK positions of it); each continuation token then attends to its
+    row's prefix (masked at cK) plus the tokens chosen before it in its own chunk.
+    choose(j, probs [n, B, C, V]) -> tokens [n, B, C] picks token j (sample it, or force it in a test).
+    Returns tokens [n, B, C, K] and the probabilities they were chosen from [n, B, C, K, V].
+    """
+    B, T = ids.shape
+    K, n = chunk_len, n_draws
+    if T % K or T // K < 2:
+        raise ValueError(f"ids must be [B, (C+1)*K] with C >= 1 and K={K}, got {tuple(ids.shape)}")
+    C = T // K - 1
+    pos = torch.arange(T - 1, device=ids.device)
+    x, prefix = cached_blocks(model.blocks, model.tok_emb(ids[:, :-1]) + model.pos_emb(pos), [])
+    ends = torch.arange(1, C + 1, device=ids.device) * K  # chunk c's prefix is [0, cK)
+    probs = [model.lm_head(model.norm(x[:, ends - 1])).float().softmax(-1).expand(n, B, C, -1)]  # j = 0
+    tokens = [choose(0, probs[0])]
+    own: list[list[torch.Tensor]] = [[] for _ in model.blocks]  # per block: own keys and values so far
+    hidden = torch.arange(T - 1, device=ids.device) >= ends.repeat(n)[:, None]  # [n*C, T-1] not prefix
+    for j in range(1, K):
+        # rows grouped by window b: [B, n*C, d], row r = draw * C + chunk
+        t = tokens[-1].permute(1, 0, 2).reshape(B, n * C)
+        h = model.tok_emb(t) + model.pos_emb(ends.repeat(n) + j - 1)
+        for blk, (kp, vp), mine in zip(model.blocks, prefix, own):
+            a = blk.attn
+            q, k, v = a.qkv(blk.norm1(h)).view(B, n * C, 3, a.n_head, a.head_dim).unbind(2)  # [B, R, H, D]
+            mine.append((k, v))
+            ko, vo = torch.stack([m[0] for m in mine], 3), torch.stack([m[1] for m in mine], 3)  # [B, R, H, j, D]
+            scale = a.head_dim ** -0.5
+            s_pre = torch.einsum("brhd,bhtd->brht", q, kp) * scale  # [B, R, H, T-1]
+            s_pre = s_pre.masked_fill(hidden[None, :, None], float("-inf"))
+            s_own = torch.einsum("brhd,brhjd->brhj", q, ko) * scale  # [B, R, H, j]
+            w = torch.cat([s_pre, s_own], -1).softmax(-1)
+            y = (torch.einsum("brht,bhtd->brhd", w[..., :T - 1], vp)
+                 + torch.einsum("brhj,brhjd->brhd", w[..., T - 1:], vo))  # [B, R, H, D]
+            h = h + a.proj(y.reshape(B, n * C, -1))
+            h = h + blk.mlp(blk.norm2(h))
+        p = model.lm_head(model.norm(h)).float().softmax(-1)  # [B, n*C, V]
+        probs.append(p.reshape(B, n, C, -1).transpose(0, 1))
+        tokens.append(choose(j, probs[-1]))
+    return torch.stack(tokens, -1), torch.stack(probs, 3)
+
+
+@torch.no_grad()
 def gpt_sample_chunks(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: int,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """The token baseline under CALM's chunk-aligned evaluation: for each chunk c = 1..C of
@@ -168,24 +296,12 @@ def gpt_sample_chunks(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: in
 
     Returns [n_draws, B*C, K], the same layout as CALM.sample_chunks.
     """
-    B, T = ids.shape
-    K = chunk_len
-    if T % K or T // K < 2:
-        raise ValueError(f"ids must be [B, (C+1)*K] with C >= 1 and K={K}, got {tuple(ids.shape)}")
-    C = T // K - 1
-    starts = torch.arange(1, C + 1, device=ids.device) * K  # [C]
-    rows = torch.arange(B * C, device=ids.device)
-    out = []
-    for _ in range(n_draws):
-        seq = ids[:, None, :].expand(B, C, T).reshape(B * C, T).clone()  # one copy per chunk
-        pos = starts.repeat(B)  # [B*C]
-        for j in range(K):
-            # causal: logits at pos-1 only see the true prefix and the tokens sampled so far
-            logits = model(seq[:, :-1])  # [B*C, T-1, V]
-            probs = logits[rows, pos + j - 1].float().softmax(-1)
-            seq[rows, pos + j] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        out.append(seq[rows[:, None], pos[:, None] + torch.arange(K, device=ids.device)])
-    return torch.stack(out)  # [n, B*C, K]
+    def sample(j: int, probs: torch.Tensor) -> torch.Tensor:
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+    tokens, _ = gpt_chunk_decode(model, ids, chunk_len, n_draws, sample)  # [n, B, C, K]
+    return tokens.flatten(1, 2)
 
 
 @torch.no_grad()
