@@ -15,10 +15,15 @@ from labcore.calm import (
     brier_estimate,
     brier_exact,
     brier_lm,
+    cached_blocks,
     clipped_kl,
     energy_score_loss,
     energy_score_loss_naive,
+    gpt_chunk_decode,
+    gpt_flops_per_position,
+    gpt_generate,
     gpt_sample_chunks,
+    gpt_train_flops_per_step,
     inverse_temperature,
     kl_per_dim,
     lab_config,
@@ -343,3 +348,86 @@ def test_lab_configs_are_valid():
     for prof in ("smoke", "cpu"):
         cfg = lab_config(prof)
         assert cfg.chunk_len in cfg.k_sweep
+
+
+# ---- KV-cached decoding, chunk-aligned baseline sampling, FLOPs ------------------------------------------
+
+def test_cached_blocks_match_full_forward():
+    """Prefill 5 tokens then 1 at a time: the logits equal one causal pass over the whole sequence."""
+    torch.manual_seed(0)
+    g = GPT(GPTConfig(vocab_size=13, block_size=10, n_layer=2, n_head=2, d_model=16)).eval()
+    ids = torch.randint(0, 13, (3, 9))
+    x, cache = cached_blocks(g.blocks, g.tok_emb(ids[:, :5]) + g.pos_emb(torch.arange(5)), [])
+    hs = [x]
+    for t in range(5, 9):
+        x, cache = cached_blocks(g.blocks, g.tok_emb(ids[:, t:t + 1]) + g.pos_emb(torch.tensor([t])), cache)
+        hs.append(x)
+    torch.testing.assert_close(g.lm_head(g.norm(torch.cat(hs, 1))), g(ids), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="one at a time"):
+        cached_blocks(g.blocks, g.tok_emb(ids[:, :2]), cache)
+
+
+def test_gpt_generate_and_errors():
+    g = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, d_model=16)).eval()
+    prompt = torch.randint(0, 13, (2, 3))
+    out = gpt_generate(g, prompt, 12)  # runs past block_size: restarts on the last window
+    assert out.shape == (2, 15) and torch.equal(out[:, :3], prompt)
+    with pytest.raises(ValueError, match="n_tokens"):
+        gpt_generate(g, prompt, 0)
+    with pytest.raises(ValueError, match="temp"):
+        gpt_generate(g, prompt, 2, temp=0.0)
+
+
+def test_calm_generate_cache_matches_forward():
+    """The hidden state CALM.generate conditions each chunk on equals forward() on the whole prefix."""
+    model = _tiny_calm(C=6).eval()
+    prompt = torch.randint(0, 13, (2, 8))
+    torch.manual_seed(0)
+    out = model.generate(prompt, n_chunks=3)
+    x, cache = cached_blocks(model.blocks, model._inputs(out[:, :8]), [])
+    x, cache = cached_blocks(model.blocks, model._inputs(out[:, 8:12], start=2), cache)
+    torch.testing.assert_close(model.norm(x[:, -1]), model(out[:, :12])[:, -1], atol=1e-5, rtol=1e-5)
+    long = model.generate(prompt, n_chunks=9)  # past block_chunks = 6: restarts on the last window
+    assert long.shape == (2, 8 + 36)
+    with pytest.raises(ValueError, match="prompt"):
+        model.generate(torch.zeros(1, 6, dtype=torch.long), 1)
+
+
+@pytest.mark.parametrize(("B", "C", "K", "n"), [(3, 3, 4, 2), (1, 5, 2, 3), (2, 1, 3, 1)])
+def test_gpt_chunk_decode_matches_naive(B, C, K, n):
+    """Forcing the continuation tokens, every probability equals a plain forward of that prefix + tokens."""
+    torch.manual_seed(0)
+    g = GPT(GPTConfig(vocab_size=11, block_size=(C + 1) * K, n_layer=2, n_head=2, d_model=16)).eval()
+    ids = torch.randint(0, 11, (B, (C + 1) * K))
+    forced = torch.randint(0, 11, (n, B, C, K))
+    tokens, probs = gpt_chunk_decode(g, ids, K, n, lambda j, p: forced[..., j])
+    assert torch.equal(tokens, forced) and probs.shape == (n, B, C, K, 11)
+    for s in range(n):
+        for b in range(B):
+            for c in range(C):
+                seq = torch.cat([ids[b, :(c + 1) * K], forced[s, b, c]])[None]
+                ref = g(seq[:, :-1])[0, (c + 1) * K - 1:].softmax(-1)  # [K, V]
+                # float32, a different summation order (masked einsum vs SDPA): 1e-5 is rounding
+                torch.testing.assert_close(probs[s, b, c], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_energy_head_noise_replay():
+    head = EnergyHead(d_model=8, latent_dim=3, width=8, n_blocks=1, noise_dim=4)
+    torch.nn.init.normal_(head.out[-1].weight)
+    h, u = torch.randn(2, 8), torch.rand(5, 2, 4) - 0.5
+    torch.testing.assert_close(head(h, 5, noise=u), head(h, 5, noise=u))
+    assert (head(h, 5, noise=u) - head(h, 5)).abs().max() > 1e-4, "without noise= a fresh draw is used"
+    with pytest.raises(ValueError, match="noise must have shape"):
+        head(h, 4, noise=u)
+
+
+def test_flops_split():
+    """The head's N passes are counted per chunk position; the total is the sum of the parts."""
+    model = _tiny_calm()
+    f = model.flops_per_position(6)
+    head = sum(p.numel() for p in model.head.parameters() if p.dim() == 2)
+    assert f["head"] == 6.0 * model.cfg.n_samples * head
+    assert model.train_flops_per_step(2, 6) == pytest.approx(sum(f.values()) * 2 * 6)
+    g = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=1, n_head=2, d_model=16))
+    assert gpt_train_flops_per_step(g, 2, 16) == pytest.approx(sum(gpt_flops_per_position(g, 16).values()) * 32)
+    assert gpt_flops_per_position(g, 16)["output"] == 6.0 * 16 * 13

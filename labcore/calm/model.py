@@ -188,25 +188,37 @@ class CALM(nn.Module):
                 x, cache = cached_blocks(self.blocks, self._inputs(ids[:, -W * K:]), [])
         return ids
 
-    def train_flops_per_step(self, batch: int, n_chunks: int) -> float:
-        """Training FLOPs of one step on [batch, (n_chunks+1)K] ids (the frozen AE's encoder not counted).
+    def flops_per_position(self, n_chunks: int) -> dict[str, float]:
+        """Training FLOPs per chunk position (6 = forward + backward per multiply-add pair), by part.
 
-        Backbone + compressor run once per chunk position, the head N times; 6 = forward + backward.
+        backbone: the input compressor and the blocks' matmuls; attention: scores and mixing over
+        n_chunks positions; head: the energy head, run N times; loss: the N x (M + N) distances. The frozen
+        autoencoder (its encoder makes the targets) is not counted, as in the paper.
         """
-        d, L = self.cfg.d_model, self.cfg.n_layer
+        d, L, N, M = self.cfg.d_model, self.cfg.n_layer, self.cfg.n_samples, self.cfg.n_targets
         backbone = sum(p.numel() for n, p in self.named_parameters()
                        if n.startswith(("compress", "blocks")) and p.dim() == 2)
         head = sum(p.numel() for p in self.head.parameters() if p.dim() == 2)
-        per_pos = 6 * (backbone + self.cfg.n_samples * head) + 6 * L * n_chunks * d
-        return float(per_pos * batch * n_chunks)
+        return {"backbone": 6.0 * backbone, "attention": 6.0 * L * n_chunks * d, "head": 6.0 * N * head,
+                "loss": 6.0 * N * (M + N) * self.cfg.latent_dim}
+
+    def train_flops_per_step(self, batch: int, n_chunks: int) -> float:
+        """Training FLOPs of one step on [batch, (n_chunks+1)K] ids: every part of flops_per_position."""
+        return float(sum(self.flops_per_position(n_chunks).values()) * batch * n_chunks)
+
+
+def gpt_flops_per_position(model: GPT, T: int) -> dict[str, float]:
+    """Training FLOPs per token position of a GPT on T-token windows: the blocks' matmuls, attention
+    over T, and the (tied) output layer over the vocabulary."""
+    cfg = model.cfg
+    mats = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks") and p.dim() == 2)
+    return {"backbone": 6.0 * mats, "attention": 6.0 * cfg.n_layer * T * cfg.d_model,
+            "output": 6.0 * cfg.d_model * cfg.vocab_size}
 
 
 def gpt_train_flops_per_step(model: GPT, batch: int, T: int) -> float:
     """Training FLOPs of one GPT step on [batch, T] (matmul params incl. the tied output layer)."""
-    cfg = model.cfg
-    mats = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks") and p.dim() == 2)
-    per_pos = 6 * (mats + cfg.d_model * cfg.vocab_size) + 6 * cfg.n_layer * T * cfg.d_model
-    return float(per_pos * batch * T)
+    return float(sum(gpt_flops_per_position(model, T).values()) * batch * T)
 
 
 @torch.no_grad()
