@@ -195,6 +195,34 @@ def test_bad_lab_config():
         HybridLabConfig(model=SMOKE.model, block_size=SMOKE.model.max_seq_len + 1)
     with pytest.raises(ValueError, match="bench_contexts"):
         HybridLabConfig(model=SMOKE.model, bench_contexts=(1 << 20,))
+    for seeds in ((), (1, 1), (-1,)):
+        with pytest.raises(ValueError, match="seeds must be distinct"):
+            HybridLabConfig(model=SMOKE.model, seeds=seeds)
+    with pytest.raises(ValueError, match="bench_trials"):
+        HybridLabConfig(model=SMOKE.model, bench_trials=0)
+
+
+def test_init_normal_everywhere_and_torch_control():
+    # fla's rule: every Linear and Conv1d ~ N(0, 0.02), KDA's included; init="torch" keeps only KDA's default
+    torch.manual_seed(0)
+    cfg = replace(SMALL, d_model=64, head_dim=16, n_head=4)
+    fla, ctrl = HybridLM(replace(cfg, init="normal")), HybridLM(replace(cfg, init="torch"))
+    for name, p in fla.named_parameters():
+        if name.endswith(("q_proj.weight", "k_proj.weight", "q_conv.conv.weight", "f_proj.0.weight", "kv_up.weight")):
+            assert abs(p.std().item() - 0.02) < 0.006, f"{name}: std {p.std():.4f}, want 0.02 (fla's init)"
+    kda_conv = dict(ctrl.named_parameters())["blocks.0.mixer.q_conv.conv.weight"]
+    assert kda_conv.std() > 0.2, "init='torch' keeps PyTorch's default for KDA (std 0.29 for a 4-tap conv)"
+    mla_up = dict(ctrl.named_parameters())["blocks.3.mixer.kv_up.weight"]
+    assert abs(mla_up.std().item() - 0.02) < 0.006, "init='torch' changes only the KDA layers"
+    for m in (fla, ctrl):  # residual outputs are scaled by 1/sqrt(2L) in both
+        o = dict(m.named_parameters())["blocks.0.mixer.o_proj.weight"]
+        assert o.std() < 0.02 / (2 * cfg.n_layer) ** 0.5 * 1.3
+    # the decay parameters keep their ranges: A in [1, 16], dt in [1e-3, 0.1]
+    A_log = fla.blocks[0].mixer.A_log
+    assert A_log.exp().min() >= 1 and A_log.exp().max() <= 16
+    assert fla.cfg.signature() == ctrl.cfg.signature(), "init does not change what a cache holds"
+    with pytest.raises(ValueError, match="init must be one of"):
+        HybridConfig(init="xavier")
 
 
 def test_train_variant_lowers_loss():
@@ -209,6 +237,24 @@ def test_train_variant_lowers_loss():
     assert res["curve"][-1][1] < res["curve"][0][1] < 5.6, "loss must fall from ~log(vocab) = 5.55"
 
 
+def test_run_ablation_seeds():
+    from labcore.hybrid.experiment import SMOKE, run_ablation, train_variant, variant_configs
+    from labcore.runtime import resolve_profile
+
+    prof = resolve_profile("smoke")
+    cfg = replace(SMOKE, ratios=("mla", "3:1"), seeds=(3, 5), steps=2, eval_every=2, eval_batches=1, batch_size=2,
+                  model=replace(SMOKE.model, n_layer=4))
+    ids = torch.randint(0, 50, (2000,))
+    runs = run_ablation(cfg, ids, ids, prof, progress=False)
+    assert list(runs) == ["mla", "3:1"] and all(len(rs) == 2 for rs in runs.values())
+    assert runs["3:1"][0]["model"] is not None, "the first seed's 3:1 model is kept (widget, generation)"
+    assert runs["3:1"][1]["model"] is None and runs["mla"][0]["model"] is None, "other models are dropped"
+    assert runs["3:1"][0]["val_loss"] != runs["3:1"][1]["val_loss"], "two seeds must train two different runs"
+    # a seed is the whole run: the same seed again gives the same loss
+    again = train_variant("3:1", variant_configs(cfg)["3:1"], cfg, ids, ids, prof, seed=5, progress=False)
+    assert again["val_loss"] == runs["3:1"][1]["val_loss"]
+
+
 def test_bench_quick():
     from labcore.bench.hybrid import run
 
@@ -220,6 +266,20 @@ def test_bench_quick():
     assert {r["ratio"] for r in decode} == {"mla", "attn", "3:1", "kda"}
     assert all(r["ms"] > 0 for r in decode)
     assert len(res["figure"].data) == 8
+
+
+def test_decode_times_trials():
+    from labcore.bench.hybrid import QUICK, decode_times, summarize
+
+    rows = decode_times(QUICK, ["mla", "3:1"], [16, 32], reps=1, trials=3)
+    assert all(len(r["ms_trials"]) == 3 and r["ms"] == min(r["ms_trials"]) for r in rows)
+    s = summarize([], rows)
+    per_trial = s["speedup_3to1_vs_mla_trials_by_context"]
+    assert sorted(per_trial) == [16, 32] and all(len(v) == 3 for v in per_trial.values())
+    by_row = {(r["ratio"], r["context"]): r["ms_trials"] for r in rows}
+    assert per_trial[32][1] == by_row["mla", 32][1] / by_row["3:1", 32][1], "one speed-up per trial, paired"
+    with pytest.raises(ValueError, match="trials"):
+        decode_times(QUICK, ["mla"], [16], trials=0)
 
 
 def test_gate_decay_widget_on_hybrid():

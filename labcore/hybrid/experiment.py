@@ -1,9 +1,13 @@
 """The chapter's ratio ablation: small hybrid LMs (all-MLA, 1:1, 3:1, 7:1, all-KDA) on the course text at
-equal parameters and tokens, scored by validation loss. Used in notebooks/03_kimi_linear_hybrid.ipynb,
-section "Experiment: the ratio ablation" (the ratio ablation of arXiv:2510.26692, at toy scale).
+equal parameters and tokens, over several training seeds, scored by validation loss. Used in
+notebooks/03_kimi_linear_hybrid.ipynb, section "Experiment: the ratio ablation" (the ratio ablation of
+arXiv:2510.26692, at toy scale).
+
+A seed sets the init and the batch order; the document split, the tokenizer and the validation windows
+come from `data_seed` and are the same for every run, so two runs' losses are directly comparable.
 
 > The paper ablates a 16-layer model trained on billions of tokens; we train 8-layer models for a few
-> hundred steps on Python's help text, so differences of a few hundredths in loss are within noise.
+> hundred steps on Python's help text.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from labcore.train import TrainConfig, batch_generator, train
 class HybridLabConfig:
     model: HybridConfig  # base LM; each variant replaces `ratio` and re-fits mlp_hidden to equal params
     ratios: tuple[str, ...] = ("mla", "1:1", "3:1", "7:1", "kda")  # variants of the ablation
+    seeds: tuple[int, ...] = (0, 1)  # training seeds (init + batch order); every variant runs every seed
+    data_seed: int = 0  # document split, tokenizer and validation windows: one for every run
     bpe_vocab: int | None = None  # BPE vocabulary size; None = byte-level tokens
     max_tokens: int | None = None  # cap on encoded training tokens (None = whole corpus)
     block_size: int = 64  # training context (tokens)
@@ -34,13 +40,15 @@ class HybridLabConfig:
     eval_batches: int = 4  # validation batches of batch_size x block_size per evaluation
     bench_model: HybridConfig = HybridConfig()  # width/depth of the cache and speed study
     bench_contexts: tuple[int, ...] = (64, 256)  # context lengths of the cache and speed study
-    bench_reps: int = 3  # timed decode steps per (model, context); the fastest counts
+    bench_reps: int = 3  # timed decode steps per (model, context) and trial; the fastest counts
+    bench_trials: int = 2  # independent timing trials (fresh caches): the speed claim's samples
     threads: int | None = None  # torch CPU threads (1 is fastest for tiny models on a busy machine)
-    seed: int = 0  # data + init seed
 
     def __post_init__(self):
         if not self.ratios:
             raise ValueError("ratios must name at least one layer pattern")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct ints >= 0, at least one, got {self.seeds!r}")
         if self.block_size < 2 or self.block_size > self.model.max_seq_len:
             raise ValueError(f"block_size must be in [2, {self.model.max_seq_len}], got {self.block_size}")
         if self.bpe_vocab is not None and self.bpe_vocab < 260:
@@ -48,6 +56,8 @@ class HybridLabConfig:
         if max(self.bench_contexts) >= self.bench_model.max_seq_len:
             raise ValueError(f"bench_contexts must stay below bench_model.max_seq_len="
                              f"{self.bench_model.max_seq_len}, got {max(self.bench_contexts)}")
+        if self.bench_trials < 1 or self.bench_reps < 1:
+            raise ValueError(f"bench_trials and bench_reps must be >= 1, got {self.bench_trials}, {self.bench_reps}")
 
 
 def _model(vocab: int, **kw) -> HybridConfig:
@@ -56,29 +66,32 @@ def _model(vocab: int, **kw) -> HybridConfig:
 
 SMOKE = HybridLabConfig(
     model=_model(257, d_model=32, n_head=2, head_dim=16, kv_lora_rank=16, shared_dim=4, max_seq_len=256),
-    max_tokens=200_000, block_size=32, batch_size=8, steps=16, eval_every=4, eval_batches=2,
+    seeds=(0,), max_tokens=200_000, block_size=32, batch_size=8, steps=16, eval_every=4, eval_batches=2,
     bench_model=_model(256, d_model=64, n_head=2, head_dim=32, kv_lora_rank=32, shared_dim=8,
                        max_seq_len=1024),
-    bench_contexts=(64, 256, 512), bench_reps=2, threads=1)
+    bench_contexts=(64, 256, 512), bench_reps=2, bench_trials=1, threads=1)
+# cpu: 2 seeds x (5 variants + the init control) x 120 steps of 16 x 128 tokens is most of the chapter's
+# ~10 minutes; decode is timed up to 32K tokens, where attention's reads outweigh KDA's per-step overhead
 CPU = HybridLabConfig(
     model=_model(512, d_model=64, n_head=2, head_dim=32, kv_lora_rank=32, shared_dim=8, max_seq_len=1024),
-    bpe_vocab=512, block_size=128, batch_size=16, steps=200, eval_every=40, eval_batches=8,
+    seeds=(0, 1), bpe_vocab=512, block_size=128, batch_size=16, steps=120, eval_every=40, eval_batches=4,
     bench_model=_model(256, d_model=256, n_head=4, head_dim=64, kv_lora_rank=128, shared_dim=32,
-                       max_seq_len=16384),
-    bench_contexts=(256, 1024, 4096, 8192), bench_reps=5)
+                       max_seq_len=1 << 16),
+    bench_contexts=(1024, 4096, 16384, 32768), bench_reps=5, bench_trials=2)
 GPU = HybridLabConfig(
     model=_model(2048, d_model=384, n_head=6, head_dim=64, kv_lora_rank=256, shared_dim=32,
                  max_seq_len=4096),
-    bpe_vocab=2048, block_size=512, batch_size=32, steps=1500, lr=1.5e-3, eval_every=150, eval_batches=16,
+    seeds=(0, 1, 2), bpe_vocab=2048, block_size=512, batch_size=32, steps=1000, lr=1.5e-3, eval_every=250,
+    eval_batches=16,
     bench_model=_model(256, d_model=1024, n_head=16, head_dim=64, kv_lora_rank=256, shared_dim=32,
                        max_seq_len=1 << 17),
-    bench_contexts=(1024, 4096, 16384, 65536), bench_reps=10)
+    bench_contexts=(1024, 4096, 16384, 65536), bench_reps=10, bench_trials=3)
 
 
 def load_text(cfg: HybridLabConfig):
     """(tokenizer, train ids [N], val ids [M]) from the course corpus, split by document."""
     ds = course_corpus("prose")
-    train_ds, val_ds = train_val_split(ds, 0.1, seed=cfg.seed)
+    train_ds, val_ds = train_val_split(ds, 0.1, seed=cfg.data_seed)
     tok = BPETokenizer.train(train_ds["text"], cfg.bpe_vocab) if cfg.bpe_vocab else ByteTokenizer()
     if tok.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"model.vocab_size {cfg.model.vocab_size} < tokenizer's {tok.vocab_size}")
@@ -98,19 +111,20 @@ def lm_loss(model: HybridLM, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_variant(ratio: str, mcfg: HybridConfig, cfg: HybridLabConfig, train_ids: torch.Tensor,
-                  val_ids: torch.Tensor, prof: Profile, progress: bool = True) -> dict:
-    """Train one variant; every variant sees the very same batches (batch_fn depends only on the step).
+                  val_ids: torch.Tensor, prof: Profile, seed: int = 0, progress: bool = True) -> dict:
+    """Train one variant with one seed. Every variant of a seed sees the very same batches (batch_fn depends
+    only on (seed, step)); every run is scored on the same validation windows (cfg.data_seed).
 
     Returns {"model", "params", "curve": [(step, val_loss)], "train_loss": [...], "val_loss", "seconds"}.
     """
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     device = prof.torch_device
     model = HybridLM(mcfg).to(device)
-    g = torch.Generator().manual_seed(10_000 + cfg.seed)  # held-out windows, fixed across variants
+    g = torch.Generator().manual_seed(10_000 + cfg.data_seed)  # held-out windows, fixed across runs
     val = [random_windows(val_ids, cfg.batch_size, cfg.block_size, g) for _ in range(cfg.eval_batches)]
 
     def batch_fn(step: int, rank: int, world: int):
-        gen = batch_generator(cfg.seed, step, rank)
+        gen = batch_generator(seed, step, rank)
         return random_windows(train_ids, cfg.batch_size, cfg.block_size, gen)
 
     def loss_fn(m, batch):
@@ -122,8 +136,26 @@ def train_variant(ratio: str, mcfg: HybridConfig, cfg: HybridLabConfig, train_id
 
     res = train(model, loss_fn, batch_fn,
                 TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=max(1, cfg.steps // 10), weight_decay=0.1,
-                            eval_every=cfg.eval_every, progress=progress, desc=f"LM {ratio}"),
+                            eval_every=cfg.eval_every, progress=progress, desc=f"LM {ratio} seed {seed}"),
                 eval_fn=eval_fn, profile=prof)
     return {"model": model.eval(), "params": model.num_params(),
             "curve": [(r["step"], r["val_loss"]) for r in res.evals], "train_loss": res.losses,
             "val_loss": res.evals[-1]["val_loss"], "seconds": res.seconds}
+
+
+def run_ablation(cfg: HybridLabConfig, train_ids: torch.Tensor, val_ids: torch.Tensor, prof: Profile,
+                 configs: dict[str, HybridConfig] | None = None, keep_models: tuple[str, ...] = ("3:1",),
+                 progress: bool = True) -> dict[str, list[dict]]:
+    """{ratio: [one train_variant result per seed]} for every variant (default: variant_configs(cfg)).
+
+    Models are dropped after scoring (memory) except the first seed's of the ratios in keep_models.
+    """
+    configs = variant_configs(cfg) if configs is None else configs
+    runs: dict[str, list[dict]] = {r: [] for r in configs}
+    for seed in cfg.seeds:  # seed-major: a cut-short run still has every variant at the first seed
+        for ratio, mcfg in configs.items():
+            run = train_variant(ratio, mcfg, cfg, train_ids, val_ids, prof, seed=seed, progress=progress)
+            if runs[ratio] or ratio not in keep_models:
+                run["model"] = None
+            runs[ratio].append(run)
+    return runs

@@ -25,6 +25,8 @@ from labcore.nn import Attention
 from labcore.nn.blocks import RMSNorm, SwiGLU
 
 LAYER_KINDS = ("kda", "mla", "attn")
+INITS = ("normal", "torch")
+INIT_STD = 0.02  # fla's initializer_range
 RATIO_HELP = "'N:M' (N KDA then M MLA layers, repeated, e.g. '3:1', '1:1', '7:1'), 'kda', 'mla' or 'attn'"
 
 
@@ -70,6 +72,8 @@ class HybridConfig:
     mlp_hidden: int | None = None  # SwiGLU hidden width (None: ~8/3 d_model)
     max_seq_len: int = 8192  # longest context forward accepts (prompt + generated)
     last_layer_mla: bool = False  # force the final layer to MLA (Kimi Linear does)
+    init: str = "normal"  # "normal": every Linear/Conv1d ~ N(0, 0.02) as fla; "torch": KDA keeps PyTorch's
+    #                       default (the control of section "Experiment: the ratio ablation")
 
     def __post_init__(self):
         for f in ("vocab_size", "d_model", "n_layer", "n_head", "head_dim", "kv_lora_rank",
@@ -81,6 +85,8 @@ class HybridConfig:
             raise ValueError(f"shared_dim must be >= 0, got {self.shared_dim}")
         if self.mlp_hidden is not None and self.mlp_hidden <= 0:
             raise ValueError(f"mlp_hidden must be > 0 or None, got {self.mlp_hidden}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         parse_ratio(self.ratio, self.n_layer, self.last_layer_mla)  # raises on a bad ratio
 
     @property
@@ -94,10 +100,10 @@ class HybridConfig:
         return [i for i, k in enumerate(self.layer_types) if k == "mla"]
 
     def signature(self) -> tuple:
-        """What a cache must agree with to be reused: every field but max_seq_len / chunk_size, plus
-        layer_types."""
+        """What a cache must agree with to be reused: every field but max_seq_len / chunk_size / init,
+        plus layer_types."""
         d = asdict(self)
-        d.pop("max_seq_len"), d.pop("chunk_size")
+        d.pop("max_seq_len"), d.pop("chunk_size"), d.pop("init")
         return tuple(sorted(d.items())) + (("layer_types", self.layer_types),)
 
 
@@ -116,9 +122,10 @@ def make_mixer(kind: str, cfg: HybridConfig) -> nn.Module:
     raise ValueError(f"layer kind must be one of {LAYER_KINDS}, got {kind!r}")
 
 
-def _init_linear(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.normal_(m.weight, 0.0, 0.02)
+def _init_weights(m: nn.Module) -> None:
+    # fla's _init_weights: every Linear and Conv1d (KDA's short convs too) ~ N(0, 0.02), zero biases
+    if isinstance(m, (nn.Linear, nn.Conv1d)):
+        nn.init.normal_(m.weight, 0.0, INIT_STD)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
 
@@ -154,15 +161,18 @@ class HybridLM(nn.Module):
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.embed.weight  # tied
-        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        nn.init.normal_(self.embed.weight, 0.0, INIT_STD)
         for block in self.blocks:
-            # KDA keeps its own init (its gate and decay parameters have special ranges)
-            for m in ([block.mlp] if block.kind == "kda" else [block.mlp, block.mixer]):
-                m.apply(_init_linear)
+            # KDA's A_log and dt_bias are no Linear weights: their decay ranges survive either init. With
+            # init="torch" KDA's projections and convs keep PyTorch's default (uniform, std 1/sqrt(3 fan_in):
+            # 0.07 for a Linear from d_model 64, 0.29 for a 4-tap depthwise conv), which Adam moves slowly.
+            keep_torch = block.kind == "kda" and cfg.init == "torch"
+            for m in ([block.mlp] if keep_torch else [block.mlp, block.mixer]):
+                m.apply(_init_weights)
         for name, p in self.named_parameters():
             # GPT-2: scale residual output projections by 1/sqrt(2L) so the stream starts small
             if name.endswith(("o_proj.weight", "mixer.proj.weight", "mlp.down.weight")):
-                nn.init.normal_(p, 0.0, 0.02 / (2 * cfg.n_layer) ** 0.5)
+                nn.init.normal_(p, 0.0, INIT_STD / (2 * cfg.n_layer) ** 0.5)
 
     @property
     def layer_types(self) -> tuple[str, ...]:
