@@ -1,7 +1,7 @@
 """Generation wall-clock: CALM (one chunk of K tokens per step) vs a token transformer of the same backbone.
 
 `python -m labcore.bench calm [--quick]`. Taught in notebooks/04_calm.ipynb, section
-"6. Experiment: CALM vs a token transformer at matched training FLOPs" (the notebook times its trained
+"Experiment: CALM vs a token transformer at matched training FLOPs" (the notebook times its trained
 models with the same `time_generation`).
 
 Both models are untrained (speed does not depend on the weights), have the same width/depth/heads and

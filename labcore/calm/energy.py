@@ -1,8 +1,8 @@
 """The energy score and the generative head it trains. CALM (Shao et al., 2025, arXiv:2510.27688).
-Taught in notebooks/04_calm.ipynb, section "The energy score".
+Taught in notebooks/04_calm.ipynb, sections "The energy score" and "The energy head".
 
 The energy score S(P, y) = E||X - y|| - 1/2 E||X - X'|| (X, X' ~ P) is strictly proper: its
-expectation over y ~ Q is maximised only by P = Q, and it needs nothing but samples from P. We minimise
+expectation over y ~ Q is minimised only by P = Q, and it needs nothing but samples from P. We minimise
 its negative with N model samples and M target draws (alpha = 1, Euclidean norm).
 """
 

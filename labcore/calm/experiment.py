@@ -1,8 +1,8 @@
 """Chapter 4's experiments, end to end: autoencoders vs K and their noise robustness, the energy score
 on a toy 2-D distribution, CALM vs a token-level transformer at matched training FLOPs scored with
 BrierLM (over seeds), wall-clock per generated token, and likelihood-free temperature on the trained
-model. Used in notebooks/04_calm.ipynb, sections "1. The autoencoder", "6. Experiment: CALM vs a token
-transformer at matched training FLOPs" and "7. Temperature without likelihoods" (the notebook calls these)."""
+model. Used in notebooks/04_calm.ipynb, sections "The autoencoder", "Experiment: CALM vs a token transformer at
+matched training FLOPs" and "Temperature without likelihoods" (the notebook calls these)."""
 
 from __future__ import annotations
 
