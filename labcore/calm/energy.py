@@ -3,7 +3,7 @@ Taught in notebooks/04_calm.ipynb, sections "The energy score" and "The energy h
 
 The energy score S(P, y) = E||X - y|| - 1/2 E||X - X'|| (X, X' ~ P) is strictly proper: its
 expectation over y ~ Q is minimised only by P = Q, and it needs nothing but samples from P. We minimise
-its negative with N model samples and M target draws (alpha = 1, Euclidean norm).
+twice its sample estimate with N model samples and M target draws (alpha = 1, Euclidean norm).
 """
 
 from __future__ import annotations
