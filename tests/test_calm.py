@@ -345,9 +345,19 @@ def test_temperature_errors():
 
 
 def test_lab_configs_are_valid():
-    for prof in ("smoke", "cpu"):
-        cfg = lab_config(prof)
+    from dataclasses import replace
+
+    from labcore.calm.config import GPU
+
+    for cfg in (lab_config("smoke"), lab_config("cpu"), GPU):
         assert cfg.chunk_len in cfg.k_sweep
+        assert cfg.ae_sweep_steps <= cfg.ae_steps
+    cpu = lab_config("cpu")
+    assert len(cpu.lm_seeds) >= 2 and len(GPU.lm_seeds) >= 3, "central claims need >= 2 seeds (gpu >= 3)"
+    with pytest.raises(ValueError, match="gen_tokens"):
+        replace(cpu, gen_tokens=cpu.chunk_len * cpu.block_chunks)
+    with pytest.raises(ValueError, match="lm_seeds"):
+        replace(cpu, lm_seeds=(0, 0))
 
 
 # ---- KV-cached decoding, chunk-aligned baseline sampling, FLOPs ------------------------------------------

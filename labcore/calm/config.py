@@ -57,8 +57,9 @@ class CALMLabConfig:
             raise ValueError(f"chunk_len ({self.chunk_len}) must be one of k_sweep {self.k_sweep}")
         if not self.lm_seeds or len(set(self.lm_seeds)) != len(self.lm_seeds):
             raise ValueError(f"lm_seeds must be distinct and at least one, got {self.lm_seeds}")
-        if not 0 < self.gen_tokens <= (self.block_chunks + 1) * self.chunk_len - self.chunk_len:
-            raise ValueError(f"gen_tokens must be in [1, {self.block_chunks * self.chunk_len}] (one window), "
+        most = (self.block_chunks - 1) * self.chunk_len  # one window after a one-chunk prompt
+        if not 0 < self.gen_tokens <= most or self.gen_tokens % self.chunk_len:
+            raise ValueError(f"gen_tokens must be a multiple of chunk_len={self.chunk_len} in [1, {most}], "
                              f"got {self.gen_tokens}")
 
 
