@@ -7,10 +7,10 @@ with its KVCache (labcore.nn.cache).
 
 from labcore.hybrid.cache import HybridCache, MLACache
 from labcore.hybrid.decode import decode_step, filled_cache, generate, incremental_logits, prefill
-from labcore.hybrid.experiment import load_text, train_variant, variant_configs
+from labcore.hybrid.experiment import load_text, run_ablation, train_variant, variant_configs
 from labcore.hybrid.mla import MultiHeadLatentAttention, naive_mla
 from labcore.hybrid.model import HybridConfig, HybridLM, parse_ratio
 
 __all__ = ["HybridCache", "MLACache", "decode_step", "filled_cache", "generate",
            "incremental_logits", "prefill", "MultiHeadLatentAttention", "naive_mla", "HybridConfig", "HybridLM",
-           "parse_ratio", "load_text", "train_variant", "variant_configs"]
+           "parse_ratio", "load_text", "run_ablation", "train_variant", "variant_configs"]
