@@ -205,6 +205,28 @@ AUTODECO_LOSS = Spec(
          "p~ = soft_top_p(logits, T, P) (alpha = 30); return the sum as a 0-d tensor.")
 
 
+def _temp_grad_inputs(n: dict[str, int], gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    logits, T, _ = _logits_T_P(n, gen)
+    labels = torch.randint(0, n["V"], (n["N"],), generator=gen)
+    labels[: n["N"] // 2] = logits[: n["N"] // 2].argmax(-1)  # half easy tokens: their gradient has the other sign
+    return logits, T, labels
+
+
+def _temp_grad_spec(logits, temperature, labels):
+    """Autograd through the weighted L_temp term, one position at a time (the positions are independent)."""
+    T = temperature.detach().clone().requires_grad_()
+    w = torch.softmax(logits, -1).gather(-1, labels[:, None]).squeeze(-1)
+    term = w * F.cross_entropy(logits / T[:, None], labels, reduction="none")
+    return torch.autograd.grad(term.sum(), T)[0]
+
+
+TEMP_GRAD = Spec(
+    "d/dT of w * CE(logits / T, y), in closed form", _temp_grad_spec, _temp_grad_inputs,
+    dims={"N": 16, "V": 30}, outputs=("dT",), atol=1e-5, rtol=1e-4,
+    hint="p_T = softmax(logits / T); d/dT [logsumexp(l / T) - l_y / T] = (l_y - sum_j p_T,j l_j) / T^2; "
+         "multiply by w = softmax(logits)[y] (T = 1, a constant): one value per position, shape [N].")
+
+
 def _top_p_masks_spec(probs, top_p):
     from labcore.autodeco import top_p_mask
 
@@ -557,7 +579,7 @@ WRONG_PROBE = Spec(
     "the 'wrong picture' probe", _probe_spec, _probe_inputs,
     dims={"size": 4, "tasks": 6, "rows": 3, "patch_dim": 48}, outputs=("patches",), atol=0.0, rtol=0.0,
     hint="for each r in rows: other = type(t).generate(t.size, t.seed + 7919) with t = tasks[r]; its picture "
-         "image_to_patches(other.visual_thought()); stack them and match x's device and dtype.")
+         "image_to_patches(other.visual_thoughts()[0]); stack them and match x's device and dtype.")
 
 
 def _pass_inputs(n: dict[str, int], gen: torch.Generator) -> tuple[int, int, int]:

@@ -11,12 +11,23 @@ import torch
 
 from labcore.testing import assert_close
 from labcore.thinkmorph.config import SMOKE, ModelConfig, profile_config
-from labcore.thinkmorph.evaluate import best_of_n, eval_tasks, pass_at_k, pass_at_k_naive, solve, wrong_hook
+from labcore.thinkmorph.evaluate import (
+    best_of_n,
+    cells_match,
+    drawing_right,
+    eval_tasks,
+    oracle_hook,
+    pass_at_k,
+    pass_at_k_naive,
+    solve,
+    true_hook,
+    wrong_hook,
+)
 from labcore.thinkmorph.generation import draw_image, generate, stepwise
 from labcore.thinkmorph.model import InterleavedTransformer, RaggedKVCache
 from labcore.thinkmorph.packing import CLEAN, NOISY, TEXT, attention_mask, collate, pack
 from labcore.thinkmorph.patches import image_to_patches, patches_to_image
-from labcore.thinkmorph.tasks import CELL, JigsawTask, MazeTask, make_task
+from labcore.thinkmorph.tasks import CELL, GravityTask, JigsawTask, MazeTask, gravity_step, make_task, seam_costs
 from labcore.thinkmorph.traces import (
     ARMS,
     TOKEN_ID,
@@ -110,7 +121,7 @@ def test_text_steps_follow_the_walk():
 
 def test_maze_visual_thought_draws_the_path():
     m = MazeTask.generate(7, 11)
-    plain, drawn = m.render(), m.visual_thought()
+    plain, [drawn] = m.render(), m.visual_thoughts()
     changed = {(r // CELL, c // CELL) for r, c in zip(*np.nonzero((plain != drawn).any(-1)), strict=True)}
     assert changed == set(m.walk(m.solution())[1:-1]), "the sketch should paint exactly the path's cells"
 
@@ -133,27 +144,99 @@ def test_jigsaw(size):
         make_task("sudoku", 4, 0)
 
 
+@pytest.mark.parametrize("size", [2, 3])
+def test_jigsaw_is_decided_by_seams_not_colour(size):
+    """No absolute colour code: a piece's mean colour does not tell its row or column across instances
+    (the old colour ramp did, with |correlation| ~ 1); every true neighbour is its seam's best continuation."""
+    means, rows, cols = [], [], []
+    for seed in range(150):
+        j = JigsawTask.generate(size, seed)
+        right, down = seam_costs(j.picture, size)
+        k = size * size
+        for i in range(k):
+            if i % size < size - 1:
+                others = np.delete(right[i], [i, i + 1])
+                assert right[i, i + 1] < others.min(), f"seed {seed}: piece {i}'s right seam is ambiguous"
+            if i < k - size:
+                assert down[i, i + size] < np.delete(down[i], [i, i + size]).min()
+        pic = j.picture.astype(float).reshape(size, CELL, size, CELL, 3).mean((1, 3))  # [size, size, 3]
+        means.append(pic.reshape(k, 3))
+        rows += [i // size for i in range(k)]
+        cols += [i % size for i in range(k)]
+    means = np.concatenate(means)
+    for ch in range(3):
+        for pos in (rows, cols):
+            r = np.corrcoef(means[:, ch], pos)[0, 1]
+            assert abs(r) < 0.2, f"channel {ch} encodes the position (correlation {r:.2f})"
+
+
+def naive_gravity_step(blocks):
+    """Block by block: it falls one cell when the cell below is empty now (the floor holds it)."""
+    n = blocks.shape[0]
+    out = np.zeros_like(blocks)
+    for r in range(n):
+        for c in range(n):
+            if blocks[r, c]:
+                falls = r < n - 1 and not blocks[r + 1, c]
+                out[r + 1 if falls else r, c] = True
+    return out
+
+
+@pytest.mark.parametrize("size", [4, 5, 6])
+def test_gravity(size):
+    for seed in range(20):
+        g = GravityTask.generate(size, seed)
+        assert g == g and np.array_equal(g.blocks, GravityTask.generate(size, seed).blocks)
+        cur = g.blocks
+        for s in g.states():
+            assert np.array_equal(s, naive_gravity_step(cur)) and np.array_equal(s, gravity_step(cur))
+            assert s.sum() == g.blocks.sum(), "blocks are never created or lost"
+            changed = (s != cur).nonzero()
+            assert len(changed[0]) > 0, "every step moves some block"
+            cur = s
+        assert g.states()[-1][g.row].any(), "the asked row ends with a block"
+        assert g.score(g.solution()) and not g.score(g.solution() + 1) and not g.score(None)
+        assert len(g.visual_thoughts()) == g.steps and g.render().shape == (size * CELL, size * CELL, 3)
+        # each picture is a local edit: only cells in a column where a block fell change
+        for a, b in zip([g.render(), *g.visual_thoughts()], g.visual_thoughts(), strict=False):
+            cells = {(r // CELL, c // CELL) for r, c in zip(*np.nonzero((a != b).any(-1)), strict=True)}
+            assert cells and len(cells) < size * size
+    with pytest.raises(ValueError, match="size"):
+        GravityTask.generate(3, 0)
+    with pytest.raises(ValueError, match="steps"):
+        GravityTask.generate(4, 0, steps=4)
+    with pytest.raises(ValueError, match="answer"):
+        GravityTask.generate(4, 0).score("2")
+
+
 # ---- traces --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arm", ARMS)
-@pytest.mark.parametrize(("name", "size"), [("maze", 5), ("maze", 9), ("jigsaw", 3)])
+@pytest.mark.parametrize(("name", "size"), [("maze", 5), ("maze", 9), ("jigsaw", 3), ("gravity", 5)])
 def test_trace_format(arm, name, size):
     task = make_task(name, size, 1)
     trace = make_trace(task, arm)
     words = [w for s in trace if isinstance(s, Text) for w in s.tokens]
     assert isinstance(trace[1], Image) and not trace[1].generated
     assert np.array_equal(trace[1].pixels, task.render())
-    assert words[:4] == ["<bos>", name, str(size), "<image_start>"] and len(context(task)) == 3
+    asked = ["row", str(task.row)] if name == "gravity" else []
+    assert words[:4 + len(asked)] == ["<bos>", name, str(size), *asked, "<image_start>"] and len(context(task)) == 3
     assert words[-1] == "<eos>" and task.score(parse_answer(task, words))
     n_think = words.count("<think>")
-    n_gen = sum(isinstance(s, Image) and s.generated for s in trace)
-    expected = {"direct": (0, 0), "text": (1, 0), "visual": (0, 1), "interleaved": (2, 1)}[arm]
-    assert (n_think, n_gen) == expected
-    assert words.count("<image_start>") == words.count("<image_end>") == 1 + n_gen
+    drawn = [s.pixels for s in trace if isinstance(s, Image) and s.generated]
+    n_img = len(task.visual_thoughts())
+    expected = {"direct": (0, 0), "text": (1, 0), "visual": (0, n_img),
+                "interleaved": (1 if name == "gravity" else 2, n_img)}[arm]
+    assert (n_think, len(drawn)) == expected
+    if drawn:
+        assert all(np.array_equal(a, b) for a, b in zip(drawn, task.visual_thoughts(), strict=True))
+    assert words.count("<image_start>") == words.count("<image_end>") == 1 + len(drawn)
     assert all(w in TOKEN_ID for w in words)
-    if arm == "interleaved":  # think -> image -> think -> answer
+    if arm == "interleaved":  # (think ->) images -> think -> answer
         kinds = ["img" if isinstance(s, Image) else s.tokens[0] for s in trace[3:]]
-        assert kinds == ["<think>", "img", "<image_end>", "<answer>"]
+        lead = ["<image_start>" if name == "gravity" else "<think>"]
+        pics = ["img"] + ["<image_end>", "img"] * (n_img - 1)
+        assert kinds[:len(lead) + len(pics) + 1] == [*lead, *pics, "<image_end>"]
     with pytest.raises(ValueError, match="arm"):
         make_trace(task, "audio")
 
@@ -172,6 +255,13 @@ def test_thought_steps_determine_the_answer():
     assert perm == list(j.perm)
     answer = sorted(range(9), key=perm.__getitem__)  # the piece for place 0, 1, ...
     assert answer == j.solution() and j.score(answer)
+    g = GravityTask.generate(5, 4)
+    words = make_trace(g, "text")[3].tokens
+    last = words[len(words) - words[::-1].index("step"):words.index("row")]  # the blocks after the last step
+    cells = {(int(last[i]), int(last[i + 1])) for i in range(0, len(last), 2)}
+    assert cells == set(zip(*g.states()[-1].nonzero(), strict=True))
+    counted = words[words.index("row") + 2:-1]  # column, running count, ...
+    assert counted[1::2] == [str(k + 1) for k in range(len(counted) // 2)] and counted[-1] == str(g.solution())
 
 
 def test_parse_answer_rejects_malformed():
@@ -182,6 +272,9 @@ def test_parse_answer_rejects_malformed():
     j = JigsawTask.generate(3, 0)
     assert parse_answer(j, ["<answer>", "7", "0", "</answer>"]) == [7, 0]
     assert parse_answer(j, ["<answer>", "7", "U", "</answer>"]) is None
+    g = GravityTask.generate(4, 0)
+    assert parse_answer(g, ["<answer>", "3", "</answer>"]) == 3
+    assert parse_answer(g, ["<answer>", "3", "1", "</answer>"]) is None
 
 
 # ---- packing and the attention mask ---------------------------------------------------------------------
@@ -249,7 +342,7 @@ def test_loss_and_gradients():
     # lm_head is tied to tok_emb (one parameter, listed under tok_emb)
     assert model.lm_head.weight is model.tok_emb.weight
     for name in ("flow_head.3.weight", "tok_emb.weight", "patch_in.weight", "time_emb.mlp.0.weight",
-                 "col_rot.weight", "cond_in.weight"):
+                 "col_rot.weight", "cond_in.weight"):  # col_rot: TINY has coord_words on
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, f"{name} gets no gradient"
     # the flow term is the MSE between the head's velocity at noisy slots and eps - x (independent recompute)
@@ -267,11 +360,12 @@ def test_loss_and_gradients():
     assert metrics["flow"] == 0 and model.flow_head[3].weight.grad is None
 
 
-@pytest.mark.parametrize(("name", "size", "arm"), [("maze", 5, "interleaved"), ("maze", 7, "visual"),
-                                                  ("jigsaw", 3, "interleaved"), ("maze", 4, "text")])
-def test_cache_matches_full_forward(name, size, arm):
+@pytest.mark.parametrize(("name", "size", "arm", "coords"), [
+    ("maze", 5, "interleaved", True), ("maze", 7, "visual", False), ("jigsaw", 3, "interleaved", True),
+    ("maze", 4, "text", True), ("gravity", 4, "interleaved", False), ("gravity", 5, "visual", True)])
+def test_cache_matches_full_forward(name, size, arm, coords):
     torch.manual_seed(0)
-    model = InterleavedTransformer(TINY).eval()
+    model = InterleavedTransformer(dataclasses.replace(TINY, coord_words=coords)).eval()
     trace = make_trace(make_task(name, size, 4), arm)
     # inference layout: generated images appear once, clean
     batch = collate([pack(trace, train=False)])
@@ -281,11 +375,11 @@ def test_cache_matches_full_forward(name, size, arm):
     assert_close("logits", logits[0][text], inc, 1e-5)  # fp32, same math in a different order
     if arm == "text":
         return
-    # training layout: the noisy block's velocity equals the cached image-mode pass
+    # training layout: every noisy block's velocity equals the cached image-mode pass (the second and third
+    # gravity pictures edit the one before them)
     batch = collate([pack(trace, train=True)], torch.Generator().manual_seed(1))
     noisy = batch["kind"] == NOISY
-    N = size * size
-    x_t = torch.randn(N, 3 * CELL * CELL)
+    x_t = torch.randn(int(noisy.sum()), 3 * CELL * CELL)
     _, h = model(batch, x_t, batch["t"])
     _, vel = stepwise(model, trace, x_t, batch["t"])
     assert_close("velocity", model.velocity(h[noisy], x_t, batch["t"]), vel, 1e-5)
@@ -313,8 +407,9 @@ def test_generate_switches_modes():
     tasks = [MazeTask.generate(5, s) for s in range(3)]
     seen = []
 
-    def hook(rows, x):
+    def hook(rows, x, k):
         seen.append(x.shape)
+        assert k.tolist() == [0, 0, 0], "k counts each row's drawn images from 0"
         return torch.zeros_like(x)
 
     outs = generate(model, tasks, max_new_tokens=20, image_hook=hook)
@@ -356,14 +451,15 @@ def test_solve_and_probes_run():
     res = solve(model, tasks, max_new_tokens=8, probe="wrong")
     assert all(r.drew_image and r.answer == [] and not r.correct for r in res)
     wrong = res[0].segments[1].pixels
-    other = JigsawTask.generate(2, tasks[0].seed + 7919).visual_thought()
+    [other] = JigsawTask.generate(2, tasks[0].seed + 7919).visual_thoughts()
     assert np.array_equal(wrong, other), "the wrong-image probe shows another puzzle's sketch"
     assert wrong_hook(tasks)(torch.tensor([1]), torch.zeros(1, 4, 48)).shape == (1, 4, 48)
     # the oracle probe: each row gets its own puzzle's correct sketch (rows index into the chunk)
     model.lm_head.calls = 0  # replay the script
     res = solve(model, tasks, max_new_tokens=8, probe="true")
     for r, t in zip(res, tasks, strict=True):
-        assert np.array_equal(r.segments[1].pixels, t.visual_thought())
+        assert np.array_equal(r.segments[1].pixels, t.visual_thoughts()[0])
+        assert r.drawn_right is True and drawing_right(t, []) is None
     with pytest.raises(ValueError, match="probe"):
         solve(model, tasks, probe="noise")
 
@@ -473,13 +569,14 @@ def test_arms_start_from_the_base_weights():
 
 @pytest.mark.parametrize("prof", ["smoke", "cpu", "gpu"])
 def test_every_profile_fits_its_longest_traces(prof):
-    """The largest puzzles a profile trains or tests on (held-out sizes included) fit the model's max_len,
-    and, except at smoke (which cuts generation short to stay fast), their words fit the generation budget."""
+    """The largest puzzles a profile trains or tests on (held-out sizes and the control included) fit the
+    model's max_len, and, except at smoke (which cuts generation short to stay fast), their words fit the
+    generation budget."""
     import labcore.thinkmorph.config as C
 
     cfg = getattr(C, prof.upper())  # the constant itself: profile_config("gpu") needs CUDA
     longest, words = 0, 0
-    for name in cfg.tasks:
+    for name in cfg.tasks + cfg.control_tasks:
         size = max(cfg.train_sizes(name) + cfg.heldout_sizes(name))
         for seed in range(5):
             task = make_task(name, size, seed)
@@ -487,7 +584,7 @@ def test_every_profile_fits_its_longest_traces(prof):
                 trace = make_trace(task, arm)
                 longest = max(longest, len(pack(trace).tokens))
                 words = max(words, sum(len(s.tokens) for s in trace[3:] if isinstance(s, Text)))
-            if name == "maze":
+            if name in ("maze", "gravity"):
                 longest = max(longest, *(len(pack(base_trace(task, k)).tokens) for k in ("caption", "draw")))
     assert longest <= cfg.model.max_len, f"{prof}: a {longest}-position trace exceeds max_len"
     assert prof == "smoke" or words <= cfg.max_new_tokens, f"{prof}: {words} words exceed max_new_tokens"
@@ -504,3 +601,84 @@ def test_gpu_sized_model_trains_and_generates_on_cpu():
     assert np.isfinite(res.losses).all()
     out = generate(model, [MazeTask.generate(9, 0)], max_new_tokens=8)
     assert len(out) == 1 and out[0]
+
+
+# ---- probes on multi-picture traces, the partial oracle, the text mix, the experiment -----------------------
+
+def test_hooks_follow_the_picture_number():
+    tasks = [GravityTask.generate(4, s) for s in range(3)]
+    rows, x = torch.tensor([2, 0]), torch.zeros(2, 16, 3 * CELL * CELL)
+    for k in range(3):
+        got = true_hook(tasks)(rows, x, torch.tensor([k, k]))
+        assert torch.equal(got[0], image_to_patches(tasks[2].visual_thoughts()[k]))
+        wrong = wrong_hook(tasks)(rows, x, torch.tensor([k, k]))
+        assert torch.equal(wrong[1], image_to_patches(GravityTask.generate(4, 7919).visual_thoughts()[k]))
+    # a trace that draws more pictures than the task has gets the last one
+    assert torch.equal(true_hook(tasks)(rows, x, torch.tensor([5, 5]))[0], got[0])
+
+
+@pytest.mark.parametrize("fix", [0.25, 0.5, 1.0])
+def test_oracle_repairs_that_fraction_of_cells(fix):
+    tasks = [MazeTask.generate(6, s) for s in range(4)]
+    rows, x = torch.arange(4), torch.full((4, 36, 3 * CELL * CELL), 5.0)  # 5: never a true pixel value
+    out = oracle_hook(tasks, fix, torch.Generator().manual_seed(0))(rows, x, torch.zeros(4, dtype=torch.long))
+    truth = true_hook(tasks)(rows, x)
+    repaired = (out == truth).all(-1)  # [4, 36]
+    kept = (out == 5.0).all(-1)
+    assert (repaired ^ kept).all(), "a cell is either repaired or left as drawn"
+    assert (repaired.sum(-1) == round(fix * 36)).all()
+    with pytest.raises(ValueError, match="fix"):
+        solve(InterleavedTransformer(TINY), tasks, fix=1.5)
+
+
+def test_cells_match_and_drawing_right():
+    m = MazeTask.generate(5, 2)
+    [sketch] = m.visual_thoughts()
+    assert cells_match(sketch, sketch).all() and not cells_match(m.render(), sketch).all()
+    noisy = np.clip(sketch.astype(int) + 20, 0, 255).astype(np.uint8)  # within the tolerance of 40
+    assert cells_match(noisy, sketch).all()
+    assert drawing_right(m, [Image(sketch, True)]) and not drawing_right(m, [Image(m.render(), True)])
+    assert not drawing_right(m, [Image(sketch, True), Image(sketch, True)]), "one picture too many"
+
+
+def test_interleaved_batches_mix_in_text_only_traces():
+    cfg = dataclasses.replace(SMOKE, batch_size=64, text_mix=0.25, tasks=("maze",))
+    inter, text = make_batch_fn("interleaved", cfg)(0, 0, 1), make_batch_fn("text", cfg)(0, 0, 1)
+    no_image = ~(inter["kind"] == NOISY).any(1)  # rows without a drawn picture
+    assert 0.1 < no_image.float().mean() < 0.45
+    # those rows are exactly the text arm's trace of the same puzzle
+    assert all(torch.equal(inter["tokens"][b][inter["tokens"][b] != 0], text["tokens"][b][text["tokens"][b] != 0])
+               for b in no_image.nonzero().squeeze(-1).tolist())
+    none = make_batch_fn("interleaved", dataclasses.replace(cfg, text_mix=0.0))(0, 0, 1)
+    assert (none["kind"] == NOISY).any(1).all()
+    with pytest.raises(ValueError, match="text_mix"):
+        dataclasses.replace(SMOKE, text_mix=1.0)
+
+
+def test_experiment_is_the_same_in_workers():
+    """Jobs are pure functions of their config: one process or two give the same models and answers."""
+    from labcore.thinkmorph.experiment import plan, run_experiment, variant_config
+
+    cfg = dataclasses.replace(SMOKE, steps=3, base_steps=2, control_steps=2, batch_size=2, seeds=(0, 1),
+                              arms=("text", "interleaved"), ablation_arms=("text",), maze_train=(4,),
+                              maze_heldout=(), jigsaw_train=(2,), eval_per_size=2, probe_per_size=1, bon_per_size=1,
+                              best_of_n=2, max_new_tokens=6)
+    assert plan(cfg) == [("main", 0, "paper", cfg.arms), ("main", 0, "control", cfg.arms),
+                         ("main", 1, "paper", cfg.arms), ("main", 1, "control", cfg.arms),
+                         ("ablation", 0, "paper", ("text",))]
+    control = variant_config(cfg, "main", 1, "control")
+    assert control.tasks == ("gravity",) and control.steps == 2 and control.seed == 1
+    assert variant_config(cfg, "main", 0, "base").tasks == ("maze", "jigsaw", "gravity")
+    assert variant_config(cfg, "ablation", 0, "paper").model.coord_words is not cfg.model.coord_words
+    small = dataclasses.replace(cfg, seeds=(1,), control_tasks=(), ablation_seeds=())
+    one = run_experiment(small, progress=False)
+    two = run_experiment(dataclasses.replace(small, workers=2), progress=False)
+    assert set(one) == set(two) == {("main", 1, "base", "base"), ("main", 1, "paper", "text"),
+                                    ("main", 1, "paper", "interleaved")}
+    for key in one:
+        assert all(torch.equal(one[key]["state"][k], two[key]["state"][k]) for k in one[key]["state"])
+    r1, r2 = one[("main", 1, "paper", "interleaved")], two[("main", 1, "paper", "interleaved")]
+    assert set(r1) >= {"tests", "probes", "oracle", "bon", "history", "cpu_s"}
+    key = ("maze", "in-dist")
+    assert [r.correct for r in r1["tests"][key]] == [r.correct for r in r2["tests"][key]]
+    assert set(r1["probes"]) == {(p, n) for p in ("none", "blank", "wrong", "true") for n in ("maze", "jigsaw")}

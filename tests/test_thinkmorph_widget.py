@@ -19,7 +19,7 @@ def test_trace_viewer_steps_and_switches():
     assert np.all(np.asarray(viewer.fig.data[1].z) == 255), "nothing drawn before the image step"
     viewer.step.value = 1
     assert list(viewer.fig.data[2].cells.values[1]) != lines0
-    assert np.array_equal(np.asarray(viewer.fig.data[1].z), task.visual_thought()), "step 1 shows the sketch"
+    assert np.array_equal(np.asarray(viewer.fig.data[1].z), task.visual_thoughts()[0]), "step 1 shows the sketch"
     viewer.which.value = "direct"
     assert viewer.step.max == 0 and viewer.step.value == 0
     assert list(viewer.fig.data[2].cells.values[1])[0].startswith("<answer>")

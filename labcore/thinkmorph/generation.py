@@ -79,9 +79,9 @@ def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 9
     prompts replaces the contexts (one trace prefix per task, e.g. a base-stage `draw` description).
 
     All tasks must share name and size (one image shape per batch). temperature 0 = greedy. image_hook,
-    if given, is called as image_hook(rows [m], x [m, N, pd]) -> x on every freshly drawn image (the
-    blank/wrong-image probes); what it returns is what the model reads back. Returns, per task, the
-    generated segments (Text / Image(generated=True)).
+    if given, is called as image_hook(rows [m], x [m, N, pd], k [m]) -> x on every freshly drawn image,
+    k counting each row's drawn images from 0 (the blank/wrong/true-image probes); what it returns is what
+    the model reads back. Returns, per task, the generated segments (Text / Image(generated=True)).
     """
     if not tasks:
         return []
@@ -109,6 +109,7 @@ def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 9
     logits = model.lm_head(h[:, -1])  # [B, V]
     out: list[list[Segment]] = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool, device=dev)
+    drawn = torch.zeros(B, dtype=torch.long, device=dev)  # images drawn so far per row
     one = torch.ones(1, 1, dtype=torch.bool, device=dev)
     full = torch.ones(N, N, dtype=torch.bool, device=dev)
     for _ in range(max_new_tokens):
@@ -138,7 +139,8 @@ def generate(model: InterleavedTransformer, tasks: list, max_new_tokens: int = 9
         if len(draw):
             img = draw_image(model, cache, draw, side, generator, latest[draw])  # [m, N, pd]
             if image_hook is not None:
-                img = image_hook(draw, img)
+                img = image_hook(draw, img, drawn[draw])
+            drawn[draw] += 1
             latest[draw] = img
             model.extend(cache, draw, _image_inputs(model, img, side, cache.len[draw], None), full)
             end = torch.full((len(draw), 1), IMAGE_END, device=dev)
@@ -155,12 +157,14 @@ def stepwise(model: InterleavedTransformer, trace: list[Segment], x_t: torch.Ten
              t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Reference for the teacher-forced pass: feed one trace through the KV cache a token (or a whole
     image) at a time, as generation does. Returns the logits at every text position [n_text, V] and,
-    given noisy patches x_t [N, pd] and t [>=1], the velocity [N, pd] of the first generated image."""
+    given noisy patches x_t [P, pd] and their times t [P] for every generated image in order (the
+    training layout's NOISY slots), their velocities [P, pd]: each noisy block reads the prefix before
+    it and edits the latest image, and is never written to the cache."""
     dev = next(model.parameters()).device
     cache = RaggedKVCache(model.cfg, 1, dev)
     row = torch.zeros(1, dtype=torch.long, device=dev)
     one = torch.ones(1, 1, dtype=torch.bool, device=dev)
-    logits, vel, latest = [], None, None
+    logits, vels, latest, used = [], [], None, 0
     for seg in trace:
         if isinstance(seg, Text):
             for tok in encode(seg.tokens):
@@ -169,17 +173,19 @@ def stepwise(model: InterleavedTransformer, trace: list[Segment], x_t: torch.Ten
                 logits.append(model.lm_head(h[:, -1]))
             continue
         img = image_to_patches(seg.pixels, model.cfg.patch)[None].to(dev)  # [1, N, pd]
-        side = seg.pixels.shape[1] // model.cfg.patch
-        full = torch.ones(side * side, side * side, dtype=torch.bool, device=dev)
+        side, N = seg.pixels.shape[1] // model.cfg.patch, img.shape[1]
+        full = torch.ones(N, N, dtype=torch.bool, device=dev)
         start = cache.len.clone()
-        if seg.generated and vel is None and x_t is not None:
-            src = edit_source(latest, img.shape[1], model.cfg.patch_dim).to(dev)
-            noisy = _image_inputs(model, x_t[None], side, start, t[:1], src[None])
-            h = model.extend(cache, row, noisy, full, write=False)
-            vel = model.velocity(h[0], x_t, t[:1].expand(x_t.shape[0]))
+        if seg.generated and x_t is not None:
+            xs, ts = x_t[used:used + N], t[used:used + N]  # this image's noisy patches and time
+            src = edit_source(latest, N, model.cfg.patch_dim).to(dev)
+            h = model.extend(cache, row, _image_inputs(model, xs[None], side, start, ts[:1], src[None]), full,
+                             write=False)
+            vels.append(model.velocity(h[0], xs, ts))
+            used += N
         model.extend(cache, row, _image_inputs(model, img, side, start, None), full)
         latest = img[0]
-    return torch.cat(logits), vel
+    return torch.cat(logits), (torch.cat(vels) if vels else None)
 
 
 def generated_tokens(segments: list[Segment]) -> list[str]:

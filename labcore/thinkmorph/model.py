@@ -70,9 +70,10 @@ class InterleavedTransformer(nn.Module):
         self.pos_proj = nn.Linear(d, d, bias=False)
         self.grid_proj = nn.Linear(d, d, bias=False)
         self.register_buffer("grid_table", sincos_pos_embed_2d(d, MAX_GRID), persistent=False)
-        # a patch also carries the embeddings of the number words naming its row and column (the column's
-        # through a rotation, so (r, c) and (c, r) differ): reading "start 2 3" off the image, or finding
-        # the cell a thought names, becomes matching equal vectors instead of learning a code book
+        # with cfg.coord_words a patch also carries the embeddings of the number words naming its row and
+        # column (the column's through a rotation, so (r, c) and (c, r) differ): reading "start 2 3" off the
+        # image, or finding the cell a thought names, becomes matching equal vectors instead of learning a
+        # code book; without it, the words must be grounded in the sin-cos positions by training
         self.col_rot = nn.Linear(d, d, bias=False)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(d)
@@ -104,8 +105,9 @@ class InterleavedTransformer(nn.Module):
             raise ValueError(f"image grids must be at most {MAX_GRID} patches a side")
         text = self.tok_emb(tokens)  # [B, T, d]
         grid = self.grid_table[row * MAX_GRID + col]  # [B, T, d]
-        coords = self.tok_emb(NUMBER0 + row) + self.col_rot(self.tok_emb(NUMBER0 + col))
-        image = self.patch_in(patches) + self.grid_proj(grid) + coords
+        image = self.patch_in(patches) + self.grid_proj(grid)
+        if self.cfg.coord_words:
+            image = image + self.tok_emb(NUMBER0 + row) + self.col_rot(self.tok_emb(NUMBER0 + col))
         x = torch.where((kind == TEXT)[..., None], text, image)
         noisy = kind == NOISY
         if t is not None and t.numel():

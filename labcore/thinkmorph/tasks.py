@@ -1,11 +1,11 @@
-"""Procedural visual puzzles with exact simulators: a FrozenLake-style maze and a small jigsaw.
-ThinkMorph (Gu et al., 2025) trains on spatial navigation (VSP) and jigsaw assembly; these are offline
-stand-ins. Taught in notebooks/06_thinkmorph.ipynb, section "The tasks".
+"""Procedural visual puzzles with exact simulators: a FrozenLake-style maze, a small jigsaw and falling
+blocks. ThinkMorph (Gu et al., 2025) trains on spatial navigation (VSP) and jigsaw assembly; the first two
+are offline stand-ins, the third is our positive control. Taught in notebooks/06_thinkmorph.ipynb, section "The tasks".
 
 Every instance is a pure function of (size, seed), is solvable, renders to a uint8 [H, W, 3] image made
 of CELL x CELL pixel cells (one cell = one image patch token), and scores an answer by executing it.
-Each task also draws its *visual thought*: the picture a reasoner would sketch on the way to the answer
-(the path drawn on the maze, the assembled jigsaw).
+Each task also draws its *visual thoughts*: the pictures a reasoner would sketch on the way to the answer
+(the path drawn on the maze, the assembled jigsaw, the blocks after every step of falling).
 """
 
 from __future__ import annotations
@@ -19,15 +19,20 @@ CELL = 4  # pixels per cell side: one cell is one [CELL, CELL, 3] patch token
 MOVES = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
 
 MAZE_SIZES = (4, 9)  # smallest and largest maze side the renderer/model support
-TRAIN_MAZE_SIZES = (4, 5, 6, 7)  # in-distribution (the issue's 4x4..7x7)
-HELDOUT_MAZE_SIZES = (8, 9)  # never trained on
+TRAIN_MAZE_SIZES = (4, 6)  # in-distribution
+HELDOUT_MAZE_SIZES = (5,)  # never trained on, but every coordinate word it needs is (6x6 mazes use 0..5)
 JIGSAW_SIZES = (2, 4)  # pieces per side
 TRAIN_JIGSAW_SIZES = (2, 3)
-HELDOUT_JIGSAW_SIZES = (4,)
+HELDOUT_JIGSAW_SIZES = ()
+GRAVITY_SIZES = (4, 8)  # grid side
+TRAIN_GRAVITY_SIZES = (4, 5)
+HELDOUT_GRAVITY_SIZES = ()
+GRAVITY_STEPS = 3  # steps of falling before the question
 
 # colours (RGB)
 FLOOR, HOLE, START, GOAL, PATH, GRID = (225, 225, 215), (30, 60, 140), (40, 170, 70), (240, 190, 30), \
     (220, 50, 50), (150, 150, 150)
+BLOCK = (150, 80, 40)
 
 
 def _rng(kind: int, size: int, seed: int) -> np.random.Generator:
@@ -171,19 +176,51 @@ class MazeTask:
         _cell(img, *self.goal, GOAL)
         return img
 
-    def visual_thought(self) -> np.ndarray:
-        """The image an interleaved reasoner draws: the solution path painted on the grid."""
-        return self.render(self.solution())
+    def visual_thoughts(self) -> list[np.ndarray]:
+        """The images an interleaved reasoner draws: the solution path painted on the grid."""
+        return [self.render(self.solution())]
 
 
 # ---- jigsaw --------------------------------------------------------------------------------------
+
+def seam_costs(picture: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """How badly piece j continues piece i across a seam, for every pair of pieces (raster positions of
+    the assembled picture): right[i, j] when j is put right of i, down[i, j] when j is put below i. The
+    cost is the mean |difference| between j's first pixel line and the line i's last two predict (linear
+    extrapolation, so a smooth gradient across the seam costs nothing). [k, k] each, k = size^2."""
+    img = picture.astype(float)
+    pieces = [img[r * CELL:(r + 1) * CELL, c * CELL:(c + 1) * CELL] for r in range(size) for c in range(size)]
+    right_pred = np.stack([2 * p[:, -1] - p[:, -2] for p in pieces])  # [k, CELL, 3]
+    left = np.stack([p[:, 0] for p in pieces])
+    down_pred = np.stack([2 * p[-1] - p[-2] for p in pieces])
+    top = np.stack([p[0] for p in pieces])
+    right = np.abs(right_pred[:, None] - left[None]).mean((-1, -2))
+    down = np.abs(down_pred[:, None] - top[None]).mean((-1, -2))
+    return right, down
+
+
+def _seams_unique(picture: np.ndarray, size: int, margin: float) -> bool:
+    """Every true neighbour is the best continuation of its seam, both ways, by more than margin."""
+    right, down = seam_costs(picture, size)
+    k = size * size
+    for cost, pairs in ((right, [(i, i + 1) for i in range(k) if i % size < size - 1]),
+                        (down, [(i, i + size) for i in range(k - size)])):
+        for i, j in pairs:
+            others_j = np.delete(cost[i], [i, j])  # i's seam against every other piece
+            others_i = np.delete(cost[:, j], [i, j])  # j's seam against every other piece
+            if cost[i, j] + margin >= min(others_j.min(), others_i.min()):
+                return False
+    return True
+
 
 @dataclass(frozen=True)
 class JigsawTask:
     """A size x size jigsaw of one-cell pieces cut from a procedural picture, then shuffled.
 
-    The picture is a colour ramp (red grows to the right, green downwards, slightly jittered per
-    instance) with a disk drawn in the blue channel, so each piece carries where it came from.
+    The picture is a smooth random field (two random plane waves per colour channel, directions and phases
+    drawn per instance, each channel stretched to [30, 225]), so a piece's colour says nothing about where
+    it belongs; only the seams do. Instances are kept only when every true neighbour is its seam's clearly
+    best continuation (`seam_costs`), so the assembly is decided by seam continuity alone.
     perm[i] is the original position (raster order) of the piece shown at shuffled position i.
     """
 
@@ -193,6 +230,7 @@ class JigsawTask:
     perm: tuple[int, ...]
 
     name = "jigsaw"
+    SEAM_MARGIN = 6.0  # in 0..255 pixel units: how much better the true seam must be than any other
 
     @classmethod
     def generate(cls, size: int, seed: int) -> JigsawTask:
@@ -203,14 +241,19 @@ class JigsawTask:
         rng = _rng(2, int(size), int(seed))
         side = size * CELL
         y, x = np.mgrid[0:side, 0:side] / (side - 1)
-        # near-fixed ramps: a piece's colour says where it belongs (a reasoner still has to look)
-        r0, g0 = rng.uniform(20, 40, size=2)
-        span_r, span_g = rng.uniform(170, 190, size=2)
-        cy, cx = rng.uniform(0.2, 0.8, size=2)
-        radius = rng.uniform(0.2, 0.4)
-        disk = (y - cy) ** 2 + (x - cx) ** 2 < radius ** 2
-        pic = np.stack([r0 + span_r * x, g0 + span_g * y, np.where(disk, 220.0, 50.0)], axis=-1)
-        picture = np.clip(np.rint(pic), 0, 255).astype(np.uint8)
+        for _ in range(500):
+            pic = np.zeros((side, side, 3))
+            for ch in range(3):
+                for _ in range(2):
+                    theta, freq, phase = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 1.2), rng.uniform(0, 2 * np.pi)
+                    pic[..., ch] += np.sin(2 * np.pi * freq * (x * np.cos(theta) + y * np.sin(theta)) + phase)
+                lo_c, hi_c = pic[..., ch].min(), pic[..., ch].max()
+                pic[..., ch] = 30 + 195 * (pic[..., ch] - lo_c) / max(hi_c - lo_c, 1e-9)
+            picture = np.clip(np.rint(pic), 0, 255).astype(np.uint8)
+            if _seams_unique(picture, int(size), cls.SEAM_MARGIN):
+                break
+        else:
+            raise AssertionError(f"no picture with unique seams for size {size}, seed {seed}")
         k = size * size
         perm = rng.permutation(k)
         while np.all(perm == np.arange(k)):  # a solved puzzle is no puzzle
@@ -253,16 +296,107 @@ class JigsawTask:
             raise ValueError(f"order must be a list of piece indices, got {type(order).__name__}")
         return list(order) == self.solution()
 
-    def visual_thought(self) -> np.ndarray:
-        """The image an interleaved reasoner draws: the pieces moved into place."""
-        return self.picture.copy()
+    def visual_thoughts(self) -> list[np.ndarray]:
+        """The images an interleaved reasoner draws: the pieces moved into place."""
+        return [self.picture.copy()]
 
 
-TASKS = {"maze": MazeTask, "jigsaw": JigsawTask}
+# ---- gravity (the positive control) ---------------------------------------------------------------
+
+def gravity_step(blocks: np.ndarray) -> np.ndarray:
+    """One step of falling blocks, all cells at once: a block moves down one cell when the cell below it
+    is empty (the floor is below the last row). Cell (r, c) next depends only on (r-1, c), (r, c),
+    (r+1, c): every step is a local edit of the grid."""
+    b = blocks.astype(bool)
+    below = np.ones_like(b)
+    below[:-1] = b[1:]  # is the cell below filled (the floor counts as filled)
+    above = np.zeros_like(b)
+    above[1:] = b[:-1]
+    return (b & below) | (above & ~b)
 
 
-def make_task(name: str, size: int, seed: int) -> MazeTask | JigsawTask:
-    """MazeTask or JigsawTask by name."""
+@dataclass(frozen=True)
+class GravityTask:
+    """A size x size grid of blocks; every step, each block with an empty cell below falls one cell.
+    Question: how many blocks are in row `row` after `steps` steps? The positive control: the state that
+    matters is spatial and each step changes it locally, so the picture after each step is a small edit
+    of the one before, while words have to list every block's coordinates again.
+
+    blocks: bool [size, size] at the start. Build with `GravityTask.generate(size, seed)`.
+    """
+
+    size: int
+    seed: int
+    blocks: np.ndarray
+    row: int
+    steps: int
+
+    name = "gravity"
+
+    @classmethod
+    def generate(cls, size: int, seed: int, steps: int = GRAVITY_STEPS, density: float = 0.35) -> GravityTask:
+        """Random blocks (each cell filled with probability density), resampled until every step moves
+        some block (no step is a copy); the asked row is uniform among the rows that end with a block."""
+        lo, hi = GRAVITY_SIZES
+        if not isinstance(size, (int, np.integer)) or not lo <= size <= hi:
+            raise ValueError(f"size must be an int in [{lo}, {hi}], got {size!r}")
+        _check_seed(seed)
+        if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= size - 1:
+            raise ValueError(f"steps must be an int in [1, size - 1 = {size - 1}], got {steps!r}")
+        if not 0.0 < density < 1.0:
+            raise ValueError(f"density must be in (0, 1), got {density}")
+        rng = _rng(3, int(size), int(seed))
+        while True:
+            blocks = rng.random((size, size)) < density
+            states = [blocks]
+            for _ in range(steps):
+                states.append(gravity_step(states[-1]))
+            if all((a != b).any() for a, b in zip(states, states[1:], strict=False)):
+                break
+        rows = states[-1].any(1).nonzero()[0]  # ask about a row that ends with blocks (0 would be too common)
+        return cls(int(size), int(seed), blocks, int(rng.choice(rows)), int(steps))
+
+    def states(self) -> list[np.ndarray]:
+        """The grid after step 1, 2, ..., steps (bool [size, size] each)."""
+        out, cur = [], self.blocks
+        for _ in range(self.steps):
+            cur = gravity_step(cur)
+            out.append(cur)
+        return out
+
+    def solution(self) -> int:
+        """Blocks in the asked row after the last step."""
+        return int(self.states()[-1][self.row].sum())
+
+    def score(self, answer) -> bool:
+        if answer is None:
+            return False
+        if isinstance(answer, bool) or not isinstance(answer, (int, np.integer)):
+            raise ValueError(f"answer must be an int count, got {type(answer).__name__}")
+        return int(answer) == self.solution()
+
+    def render(self, blocks: np.ndarray | None = None) -> np.ndarray:
+        """uint8 [size*CELL, size*CELL, 3]: grid lines, empty cells, blocks (default: the start)."""
+        blocks = self.blocks if blocks is None else blocks
+        n = self.size
+        img = np.empty((n * CELL, n * CELL, 3), dtype=np.uint8)
+        img[:] = GRID
+        for r in range(n):
+            for c in range(n):
+                _cell(img, r, c, BLOCK if blocks[r, c] else FLOOR)
+        return img
+
+    def visual_thoughts(self) -> list[np.ndarray]:
+        """The images an interleaved reasoner draws: the grid after every step."""
+        return [self.render(s) for s in self.states()]
+
+
+TASKS = {"maze": MazeTask, "jigsaw": JigsawTask, "gravity": GravityTask}
+Task = MazeTask | JigsawTask | GravityTask
+
+
+def make_task(name: str, size: int, seed: int) -> Task:
+    """MazeTask, JigsawTask or GravityTask by name."""
     if name not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
     return TASKS[name].generate(size, seed)

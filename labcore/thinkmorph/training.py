@@ -16,7 +16,7 @@ from labcore.thinkmorph.config import ThinkMorphConfig
 from labcore.thinkmorph.model import InterleavedTransformer
 from labcore.thinkmorph.packing import NOISY, collate, pack
 from labcore.thinkmorph.tasks import make_task
-from labcore.thinkmorph.traces import ARMS, BASE_KINDS, base_trace, make_trace
+from labcore.thinkmorph.traces import ARMS, BASE_KINDS, BASE_TASKS, base_trace, make_trace
 from labcore.train import TrainConfig, TrainResult, batch_generator, train
 
 TRAIN_SEEDS = 10**9  # training instances use seeds below this; evaluation seeds start here
@@ -51,24 +51,34 @@ def thinkmorph_loss(model: InterleavedTransformer, batch: dict[str, torch.Tensor
 def make_batch_fn(arm: str, cfg: ThinkMorphConfig, device: str | torch.device = "cpu"):
     """batch_fn(step, rank, world) for labcore.train: cfg.batch_size traces of one arm, tasks and sizes
     drawn evenly from the training mixture. The instances depend on (seed, step, rank) only, so every
-    arm trains on the very same puzzles, only the reasoning written out differs.
-    arm may also be "base": the base stage's caption / draw maze traces at the training sizes."""
+    arm trains on the very same puzzles, only the reasoning written out differs. The interleaved arm writes
+    a cfg.text_mix share of them as text-only traces (the paper's model can skip the picture).
+    arm may also be "base": the base stage's caption / draw traces of the mixture's mazes and gravity grids
+    (maze when it has neither) at the training sizes."""
     if arm not in (*ARMS, "base"):
         raise ValueError(f"arm must be one of {(*ARMS, 'base')}, got {arm!r}")
+    base_tasks = [n for n in cfg.tasks if n in BASE_TASKS] or ["maze"]
 
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
         g = batch_generator(cfg.seed + (BASE_STREAM if arm == "base" else 0), step, rank)
         traces = []
         for _ in range(max(1, cfg.batch_size // world)):
-            if arm == "base":  # only mazes have words to caption or draw from
-                kind, name = BASE_KINDS[int(torch.randint(len(BASE_KINDS), (1,), generator=g))], "maze"
+            if arm == "base":  # only mazes and gravity grids have words to caption or draw from
+                kind = BASE_KINDS[int(torch.randint(len(BASE_KINDS), (1,), generator=g))]
+                name = base_tasks[int(torch.randint(len(base_tasks), (1,), generator=g))]
             else:
                 name = cfg.tasks[int(torch.randint(len(cfg.tasks), (1,), generator=g))]
             sizes = cfg.train_sizes(name)
             size = sizes[int(torch.randint(len(sizes), (1,), generator=g))]
             seed = int(torch.randint(TRAIN_SEEDS, (1,), generator=g))
+            # drawn by every arm so the puzzles stay the same: a text_mix share of the interleaved arm's
+            # traces are the text arm's, so skipping the picture is something it has seen
+            text_only = float(torch.rand((), generator=g)) < cfg.text_mix
             task = make_task(name, size, seed)
-            trace = base_trace(task, kind) if arm == "base" else make_trace(task, arm)
+            if arm == "base":
+                trace = base_trace(task, kind)
+            else:
+                trace = make_trace(task, "text" if arm == "interleaved" and text_only else arm)
             traces.append(pack(trace, cfg.model.patch))
         return collate(traces, g, device, cfg.model.time_shift)
     return batch_fn
