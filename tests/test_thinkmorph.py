@@ -682,3 +682,32 @@ def test_experiment_is_the_same_in_workers():
     key = ("maze", "in-dist")
     assert [r.correct for r in r1["tests"][key]] == [r.correct for r in r2["tests"][key]]
     assert set(r1["probes"]) == {(p, n) for p in ("none", "blank", "wrong", "true") for n in ("maze", "jigsaw")}
+
+
+def test_each_drawn_picture_edits_the_one_before(monkeypatch):
+    """Generation conditions a picture on the latest picture in the context: the problem for the first, the
+    previous drawn (and hooked) picture for the next, as training's pack() does."""
+    import labcore.thinkmorph.generation as gen
+
+    model = InterleavedTransformer(TINY)
+    # calls: prefill, then one per text step; the <image_start> step's logits are replaced after the image
+    model.lm_head = Scripted(["<image_start>", "<eos>", "<image_start>", "<eos>", "<eos>"])
+    tasks = [GravityTask.generate(4, s) for s in range(2)]
+    conds, real = [], gen.draw_image
+
+    def spy(model, cache, rows, side, generator=None, cond=None):
+        conds.append(cond.clone())
+        return real(model, cache, rows, side, generator, cond)
+
+    monkeypatch.setattr(gen, "draw_image", spy)
+    outs = gen.generate(model, tasks, max_new_tokens=4,
+                        image_hook=lambda rows, x, k: torch.full_like(x, 0.5) * (k + 1)[:, None, None])
+    assert len(conds) == 2 and [type(x).__name__ for x in outs[0]] == ["Text", "Image", "Text", "Image", "Text"]
+    problems = torch.stack([image_to_patches(t.render()) for t in tasks])
+    assert torch.equal(conds[0], problems), "the first picture edits the problem"
+    assert torch.allclose(conds[1], torch.full_like(conds[1], 0.5)), "the second edits the first as read back"
+    # the same rule in training: the second noisy block's cond is the first drawn picture
+    p = pack(make_trace(tasks[0], "visual"))
+    thoughts = [image_to_patches(x) for x in tasks[0].visual_thoughts()]
+    assert torch.equal(p.cond[0], problems[0])
+    assert torch.equal(p.cond[1], thoughts[0]) and torch.equal(p.cond[2], thoughts[1])
