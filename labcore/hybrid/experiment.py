@@ -78,10 +78,11 @@ CPU = HybridLabConfig(
     bench_model=_model(256, d_model=256, n_head=4, head_dim=64, kv_lora_rank=128, shared_dim=32,
                        max_seq_len=1 << 16),
     bench_contexts=(1024, 4096, 16384, 32768), bench_reps=5, bench_trials=2)
+# gpu: 3 seeds x 6 runs x 600 steps of 32 x 512 tokens (sized by estimate, not yet timed on a GPU)
 GPU = HybridLabConfig(
     model=_model(2048, d_model=384, n_head=6, head_dim=64, kv_lora_rank=256, shared_dim=32,
                  max_seq_len=4096),
-    seeds=(0, 1, 2), bpe_vocab=2048, block_size=512, batch_size=32, steps=1000, lr=1.5e-3, eval_every=250,
+    seeds=(0, 1, 2), bpe_vocab=2048, block_size=512, batch_size=32, steps=600, lr=1.5e-3, eval_every=150,
     eval_batches=16,
     bench_model=_model(256, d_model=1024, n_head=16, head_dim=64, kv_lora_rank=256, shared_dim=32,
                        max_seq_len=1 << 17),
