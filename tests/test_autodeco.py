@@ -155,3 +155,101 @@ def test_task_scoring_and_batches():
     for i in range(3):  # every problem in the row is a correct sum
         n, a, b = int(text[7 * i:7 * i + 2]), int(text[7 * i + 3]), int(text[7 * i + 5])
         assert a + b == n
+
+
+def test_easy_token_drop_is_seeded_and_only_touches_l_temp():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 8, 12, generator=g)
+    labels = logits.argmax(-1).clone()  # every token easy: the drop decides which count
+    T, P = torch.full((3, 8), 0.7), torch.full((3, 8), 0.8)
+    run = lambda s: autodeco_loss(logits, T, P, labels, generator=torch.Generator().manual_seed(s))[1]  # noqa: E731
+    assert run(1) == run(1), "the same generator must drop the same tokens"
+    assert run(1)["l_temp"] != run(2)["l_temp"] and run(1)["l_topp"] == run(2)["l_topp"]
+
+
+def test_config_seeds_are_checked():
+    import dataclasses
+
+    from labcore.autodeco.config import CPU, SMOKE
+
+    assert len(CPU.seeds) >= 2, "the cpu profile's central claim needs >= 2 seeds"
+    for bad in ((), (0, 0), (-1,)):
+        with pytest.raises(ValueError, match="seeds"):
+            dataclasses.replace(SMOKE, seeds=bad)
+    with pytest.raises(ValueError, match="problems_per_row"):
+        dataclasses.replace(SMOKE, problems_per_row=SMOKE.block_size // 7 + 1)
+    with pytest.raises(ValueError, match="eval_prefix"):
+        dataclasses.replace(SMOKE, eval_prefix=SMOKE.block_size // 7)
+
+
+def test_splits_share_targets_not_prompts():
+    from labcore.autodeco.experiment import SPLITS
+
+    tok = ByteTokenizer()
+    test, tune = (task.eval_set(3, 2, tok, seed=SPLITS[s]) for s in ("test", "tune"))
+    assert test.targets == tune.targets
+    assert not torch.equal(test.prompts, tune.prompts)
+
+
+def test_oracle_is_picked_on_the_tuning_split_and_scored_on_test(monkeypatch):
+    """The oracle must be the grid point that is best on "tune", reported with its "test" score, even where
+    another grid point is best on test (the leak the old notebook had)."""
+    from labcore.autodeco import experiment as ex
+    from labcore.autodeco.config import SMOKE
+
+    grid = [(T, P) for T in SMOKE.grid_T for P in SMOKE.grid_P]
+    tune_acc = dict(zip(grid, [0.1, 0.9, 0.2, 0.3]))  # grid point 1 wins on tune ...
+    test_acc = dict(zip(grid, [0.8, 0.4, 0.1, 0.2]))  # ... grid point 0 on test
+    calls = []
+
+    def fake_eval(base, cfg, prof, mode, heads=None, temperature=1.0, top_p=1.0, seed=0, split="test"):
+        calls.append((mode, split))
+        acc = (tune_acc if split == "tune" else test_acc).get((temperature, top_p), 0.5) if mode == "static" else 0.5
+        return ex.DecodeResult(mode, acc, 0.0, 0.0, temperature, top_p)
+
+    monkeypatch.setattr(ex, "evaluate", fake_eval)
+    c = ex.compare_decoders(None, None, SMOKE, None, seed=0)
+    assert (c.oracle.temperature, c.oracle.top_p) == grid[1] and c.oracle.accuracy == 0.4
+    assert [r.accuracy for r in c.grid] == [0.1, 0.9, 0.2, 0.3]
+    assert calls.count(("static", "tune")) == len(grid) and all(s == "test" for m, s in calls if m != "static")
+
+
+def test_evaluate_rejects_an_unknown_split():
+    from labcore.autodeco import experiment as ex
+    from labcore.autodeco.config import SMOKE
+    from labcore.runtime import resolve_profile
+
+    with pytest.raises(ValueError, match="split"):
+        ex.evaluate(None, SMOKE, resolve_profile("smoke"), "greedy", split="train")
+
+
+def test_temp_grad_exercise_spec():
+    """The chapter's exercise 1: the closed form passes, forgetting the weight w fails."""
+    from labcore.exercises import TEMP_GRAD, check
+
+    def closed_form(logits, T, labels, weighted=True):
+        w = torch.softmax(logits, -1).gather(-1, labels[:, None]).squeeze(-1) if weighted else 1.0
+        l_y = logits.gather(-1, labels[:, None]).squeeze(-1)
+        return w * (l_y - (torch.softmax(logits / T[:, None], -1) * logits).sum(-1)) / T**2
+
+    assert check(closed_form, TEMP_GRAD)
+    assert not check(lambda *a: closed_form(*a, weighted=False), TEMP_GRAD)
+
+
+def test_generate_runs_each_distinct_prefix_once():
+    """Repeated prompts (k samples of one prompt) share one forward until they diverge; the tokens are those
+    of a plain loop that runs every row."""
+    tok = ByteTokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, d_model=16)).eval()
+    prompts = torch.randint(0, 256, (3, 5)).repeat_interleave(4, 0)  # 3 prompts x 4 samples
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: rows.append(args[0].shape[0]), with_kwargs=True)
+    out = generate(model, prompts, 3, mode="greedy").tokens
+    hook.remove()
+    assert rows == [3, 3, 3], "greedy copies never diverge: one row per prompt at every step"
+    x = prompts
+    with torch.no_grad():
+        for _ in range(3):
+            x = torch.cat([x, model(x)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(out, x[:, 5:])

@@ -1,5 +1,6 @@
-"""Chapter 1's experiment, end to end: pretrain a tiny byte GPT, freeze it, train AutoDeco's heads,
-then compare greedy / static (T, p) grid / oracle static / AutoDeco on held-out prompts.
+"""Chapter 1's experiment, once per seed: pretrain a tiny byte GPT, freeze it, train AutoDeco's heads, then
+compare greedy / default sampling / the oracle static (T, p) / AutoDeco on held-out prompts. Every decoder
+is judged on accuracy (the fraction of sampled answers that are correct); coverage@k is reported beside it.
 Taught in notebooks/01_autodeco.ipynb, sections "The task" and "Decoding"."""
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from labcore.nn import GPT, GPTConfig
 from labcore.runtime import Profile
 from labcore.tokenizer import ByteTokenizer
 from labcore.train import TrainConfig, TrainResult, batch_generator, train
+
+# generator offsets: the base LM's batches use `seed`, the heads' batches and easy-token draws these, so no
+# two seeds of the experiment share a stream
+HEADS_SEED, DROP_SEED = 1_000, 2_000
 
 
 def base_batches(cfg: AutoDecoConfig, tok: ByteTokenizer, device: str, seed: int = 0):
@@ -55,6 +60,7 @@ def lm_loss(model, batch):
 def pretrain_base(cfg: AutoDecoConfig, prof: Profile, seed: int = 0, ckpt_dir: str | None = None,
                   progress: bool = True) -> tuple[GPT, TrainResult]:
     tok = ByteTokenizer()
+    torch.manual_seed(seed)  # the init is part of the seed
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, d_model=cfg.d_model)).to(prof.device)
     tcfg = TrainConfig(steps=cfg.pretrain_steps, lr=cfg.pretrain_lr, warmup=cfg.pretrain_steps // 20,
@@ -80,12 +86,13 @@ def heads_loss_fn(base: GPT, cfg: AutoDecoConfig):
 def train_heads(base: GPT, cfg: AutoDecoConfig, prof: Profile, seed: int = 0,
                 progress: bool = True) -> tuple[AutoDecoHeads, TrainResult]:
     tok = ByteTokenizer()
+    torch.manual_seed(HEADS_SEED + seed)
     heads = AutoDecoHeads(cfg.d_model, cfg.head_hidden).to(prof.device)
 
     def batch_fn(step, rank, world):
         x, y = task.training_batch(cfg.heads_batch, cfg.problems_per_row, tok,
-                                   batch_generator(seed + 1, step, rank))
-        return x.to(prof.device), y.to(prof.device), batch_generator(seed + 2, step, rank)
+                                   batch_generator(HEADS_SEED + seed, step, rank))
+        return x.to(prof.device), y.to(prof.device), batch_generator(DROP_SEED + seed, step, rank)
 
     tcfg = TrainConfig(steps=cfg.heads_steps, lr=cfg.heads_lr, warmup=cfg.heads_steps // 20,
                        progress=progress, desc="AutoDeco heads")
@@ -94,20 +101,31 @@ def train_heads(base: GPT, cfg: AutoDecoConfig, prof: Profile, seed: int = 0,
     return heads, res
 
 
+# held-out prompt sets (few-shot prefixes drawn from seeds no training batch uses): the oracle static (T, p)
+# is picked on "tune" and every decoder, the oracle included, is scored on "test"
+SPLITS = {"test": 10_000, "tune": 20_000}
+
+
 @dataclass
 class DecodeResult:
     name: str  # "greedy", "T=0.7,P=0.9", "AutoDeco"
-    accuracy: float
-    coverage: float
-    pass_at_k: float
+    accuracy: float  # primary: the fraction of sampled answers that are correct (Pass@1 averaged over k samples)
+    coverage: float  # secondary: distinct correct answers / min(k, #valid), averaged over prompts
+    pass_at_k: float  # at least one of the k samples correct
+    temperature: float = float("nan")  # the static T (nan for greedy and AutoDeco)
+    top_p: float = float("nan")  # the static P (nan for greedy and AutoDeco)
+    mean_T: list[float] = field(default_factory=list)  # AutoDeco: mean predicted T at each answer byte a + b ;
+    mean_P: list[float] = field(default_factory=list)  # AutoDeco: mean predicted P at each answer byte
     answers: list[list[str]] = field(repr=False, default_factory=list)
 
 
 def evaluate(base: GPT, cfg: AutoDecoConfig, prof: Profile, mode: str, heads: AutoDecoHeads | None = None,
-             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> DecodeResult:
-    """Decode k answers per held-out prompt and score them by execution."""
+             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, split: str = "test") -> DecodeResult:
+    """Decode k answers per prompt of one held-out split ("test" or "tune") and score them by execution."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
     tok = ByteTokenizer()
-    es = task.eval_set(cfg.eval_prefix, cfg.eval_repeats, tok)
+    es = task.eval_set(cfg.eval_prefix, cfg.eval_repeats, tok, seed=SPLITS[split])
     k = 1 if mode == "greedy" else cfg.k
     prompts = es.prompts.repeat_interleave(k, 0).to(prof.device)
     gen = generate(base, prompts, task.ANSWER_LEN, mode=mode, heads=heads, temperature=temperature,
@@ -118,10 +136,43 @@ def evaluate(base: GPT, cfg: AutoDecoConfig, prof: Profile, mode: str, heads: Au
         per_prompt = [a * cfg.k for a in per_prompt]
     scores = [task.score(n, a) for n, a in zip(es.targets, per_prompt)]
     mean = lambda key: sum(s[key] for s in scores) / len(scores)
-    name = {"greedy": "greedy", "autodeco": "AutoDeco"}.get(mode, f"T={temperature:g},P={top_p:g}")
-    return DecodeResult(name, mean("accuracy"), mean("coverage"), mean("pass"), per_prompt)
+    if mode == "static":
+        return DecodeResult(f"T={temperature:g},P={top_p:g}", mean("accuracy"), mean("coverage"), mean("pass"),
+                            temperature, top_p, answers=per_prompt)
+    name = {"greedy": "greedy", "autodeco": "AutoDeco"}[mode]
+    per_pos = lambda x: x.mean(0).tolist() if mode == "autodeco" else []
+    return DecodeResult(name, mean("accuracy"), mean("coverage"), mean("pass"), mean_T=per_pos(gen.temperature),
+                        mean_P=per_pos(gen.top_p), answers=per_prompt)
 
 
-def grid_search(base: GPT, cfg: AutoDecoConfig, prof: Profile, seed: int = 0) -> list[DecodeResult]:
-    return [evaluate(base, cfg, prof, "static", temperature=T, top_p=P, seed=seed)
+def grid_search(base: GPT, cfg: AutoDecoConfig, prof: Profile, seed: int = 0,
+                split: str = "tune") -> list[DecodeResult]:
+    """Every static (T, p) of the profile's grid, scored on one split (the tuning split by default)."""
+    return [evaluate(base, cfg, prof, "static", temperature=T, top_p=P, seed=seed, split=split)
             for T in cfg.grid_T for P in cfg.grid_P]
+
+
+@dataclass
+class Comparison:
+    """One seed's decoders on the test split, with the oracle picked on the tuning split."""
+    seed: int
+    greedy: DecodeResult
+    default: DecodeResult  # plain sampling, T = 1, P = 1
+    oracle: DecodeResult  # the static (T, p) with the best tuning-split accuracy, scored on test
+    autodeco: DecodeResult
+    cold: DecodeResult  # the control: the grid's coldest T at P = 1, scored on test
+    grid: list[DecodeResult]  # every static (T, p) on the tuning split
+
+
+def compare_decoders(base: GPT, heads: AutoDecoHeads, cfg: AutoDecoConfig, prof: Profile,
+                     seed: int = 0) -> Comparison:
+    """Greedy, default sampling, the oracle static (T, p) and AutoDeco for one trained (base, heads) pair.
+    The oracle is chosen by accuracy on the tuning split (ties go to the first grid point), then scored on
+    the test split like every other decoder, so it cannot win by having seen the test prompts."""
+    grid = grid_search(base, cfg, prof, seed=seed, split="tune")
+    pick = max(grid, key=lambda r: r.accuracy)
+    static = lambda T, P: evaluate(base, cfg, prof, "static", temperature=T, top_p=P, seed=seed)  # noqa: E731
+    return Comparison(seed, greedy=evaluate(base, cfg, prof, "greedy", seed=seed), default=static(1.0, 1.0),
+                      oracle=static(pick.temperature, pick.top_p),
+                      autodeco=evaluate(base, cfg, prof, "autodeco", heads=heads, seed=seed),
+                      cold=static(min(cfg.grid_T), 1.0), grid=grid)

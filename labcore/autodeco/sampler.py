@@ -37,8 +37,10 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, *, mo
     B = x.shape[0]
     toks, temps, ps = [], [], []
     for _ in range(max_new_tokens):
-        logits, h = model(x, return_hidden=True)
-        logits, h = logits[:, -1].float(), h[:, -1]  # [B, V], [B, d]
+        # k samples of one prompt share their prefix until they diverge: run the model once per distinct row
+        rows, inverse = torch.unique(x, dim=0, return_inverse=True)
+        logits, h = model(rows, return_hidden=True)
+        logits, h = logits[:, -1].float()[inverse], h[:, -1][inverse]  # [B, V], [B, d]
         if mode == "greedy":
             nxt = logits.argmax(-1)
             T = P = torch.full((B,), float("nan"))
