@@ -252,5 +252,14 @@ def test_configs():
         assert ViTDecoder(enc.dim, enc.num_tokens, cfg.dec_dim, cfg.dec_depth)(x).shape == img.shape
         assert PlainAE(cfg.ae_channels, cfg.dec_dim, cfg.dec_depth)(img).shape == img.shape
         assert cfg.n_evals <= cfg.dit_steps and cfg.n_samples >= 2 and cfg.overfit_steps >= 10
+        assert cfg.ae_channels < enc.dim  # the 2x2 control's "low" and "matched" dimensions differ
+    from labcore.rae.experiments import log_schedule
+
+    cpu = rae_config("cpu")
+    # the budget: central claims on >= 2 seeds at cpu, >= 3 at gpu; log-spaced evaluations
+    assert cpu.seeds >= 2 and GPU.seeds >= 3
+    for cfg in (cpu, GPU):
+        at = log_schedule(cfg.dit_steps, cfg.n_evals)
+        assert len(at) == cfg.n_evals and at[-1] == cfg.dit_steps and at[1] == 2 * at[0]
     with pytest.raises(ValueError, match="patch"):
         EncoderConfig(patch=5)

@@ -87,3 +87,52 @@ def split(x: torch.Tensor, y: torch.Tensor, val_fraction: float = 0.2,
     n_val = max(1, math.floor(x.shape[0] * val_fraction))
     val, tr = perm[:n_val], perm[n_val:]
     return x[tr], y[tr], x[val], y[val]
+
+
+def nuisance_render(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hide the semantics of grey glyphs under nuisances: affine jitter, random colours, a textured background.
+
+    x: [N, 1, H, W] in [-1, 1] (ink = high). Each image gets its own draw of: rotation +-20 degrees, scale
+    0.85-1.15, shift +-1.5 px; an ink colour and two background colours on opposite sides of mid-grey
+    (polarity random, so the glyph stays visible); a background of oriented stripes (1.5-4 cycles per image)
+    blended with a smooth random blob texture. Returns [N, 3, H, W] in [-1, 1], deterministic in generator.
+    """
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"x must be [N, 1, H, W] grey images, got shape {tuple(x.shape)}")
+    N, _, H, W = x.shape
+    g = generator
+
+    def u(*shape: int) -> torch.Tensor:  # U(0, 1) on the CPU generator, then to x's device
+        return torch.rand(*shape, generator=g).to(x.device)
+
+    ink = ((x + 1) / 2).clamp(0, 1)  # [N, 1, H, W]
+    ang, scale = (u(N) * 2 - 1) * math.radians(20), 0.85 + 0.3 * u(N)
+    shift = (u(N, 2) * 2 - 1) * 1.5 * 2 / torch.tensor([W, H], device=x.device)  # px -> [-1, 1] coords
+    cos, sin = ang.cos() / scale, ang.sin() / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], -1), torch.stack([sin, cos, shift[:, 1]], -1)], 1)
+    ink = F.grid_sample(ink, F.affine_grid(theta, [N, 1, H, W], align_corners=False), align_corners=False)
+    # colours: ink on one side of mid-grey, both background colours on the other
+    bright = (u(N) < 0.5).float()[:, None, None, None]  # [N, 1, 1, 1]
+    level_ink = bright * (0.7 + 0.3 * u(N, 1, 1, 1)) + (1 - bright) * 0.3 * u(N, 1, 1, 1)
+    level_bg = (1 - bright) * (0.6 + 0.25 * u(N, 1, 1, 1)) + bright * 0.4 * u(N, 1, 1, 1)
+    fg = (level_ink + (u(N, 3, 1, 1) - 0.5) * 0.5).clamp(0, 1)  # [N, 3, 1, 1]
+    c1 = (level_bg + (u(N, 3, 1, 1) - 0.5) * 0.5).clamp(0, 1)
+    c2 = (level_bg + (u(N, 3, 1, 1) - 0.5) * 0.5).clamp(0, 1)
+    # texture in [0, 1]: stripes sin(2 pi f (x cos phi + y sin phi) + psi) mixed with upsampled 4x4 noise
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, H, device=x.device), torch.linspace(0, 1, W, device=x.device),
+                            indexing="ij")
+    f, phi, psi = 1.5 + 2.5 * u(N, 1, 1), math.pi * u(N, 1, 1), 2 * math.pi * u(N, 1, 1)
+    stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * f * (xx * phi.cos() + yy * phi.sin()) + psi)  # [N, H, W]
+    blobs = F.interpolate(u(N, 1, 4, 4), size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+    mix = u(N, 1, 1)
+    tex = (mix * stripes + (1 - mix) * blobs)[:, None]  # [N, 1, H, W]
+    bg = c1 * tex + c2 * (1 - tex)  # [N, 3, H, W]
+    return (ink * fg + (1 - ink) * bg) * 2 - 1
+
+
+def nuisance_digits_images(size: int = 16, seed: int = 0) -> Dataset:
+    """The 1797 digits of `digits_images(size)`, each rendered once by `nuisance_render` (draws from seed):
+    3 channels, the label (the digit) no longer readable from raw pixel statistics. Deterministic in seed."""
+    x, y = to_tensors(digits_images(size))
+    xr = nuisance_render(x, torch.Generator().manual_seed(seed)).numpy()
+    return Dataset.from_dict({"image": list(xr), "label": y.tolist()})

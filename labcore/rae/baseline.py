@@ -1,7 +1,7 @@
 """The baseline RAE is compared against: a plain autoencoder whose latent is learned for reconstruction
 only (the role SD-VAE plays in the paper), with a low-dimensional latent per token.
-Taught in notebooks/05_rae.ipynb, sections "The decoder, noise-augmented" and "Experiments" (RAE latent
-vs baseline latent).
+Taught in notebooks/05_rae.ipynb, sections "The decoder, noise-augmented" and "Convergence: the paper's metric, and a
+2×2 control" (RAE latent vs baseline latent).
 
 Same patch grid as the RAE (N tokens), same ViT decoder, but the encoder is trained jointly with it
 (L1 loss) and squeezes each token to `latent_channels` numbers (4, like SD-VAE) instead of the

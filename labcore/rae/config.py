@@ -42,13 +42,19 @@ class ClassifierConfig:
     lr: float = 3e-3  # AdamW peak lr
 
 
+# the nuisance-digits artifacts: an RGB encoder trained contrastively (no labels; its `num_classes` head is
+# unused) and an RGB FID CNN, both on fresh nuisance renders every step
+NUISANCE_ENCODER = EncoderConfig(channels=3, steps=3000, batch=128, lr=2e-3)
+NUISANCE_CLASSIFIER = ClassifierConfig(steps=1500)
+
+
 @dataclass(frozen=True)
 class RAEConfig:
     # decoders (RAE decoder and the baseline autoencoder get the same steps: equal compute)
     dec_dim: int  # ViT decoder width
     dec_depth: int  # ViT decoder blocks
     dec_steps: int  # decoder / autoencoder training steps
-    ae_channels: int  # baseline AE latent channels per token (RAE: EncoderConfig.dim)
+    ae_channels: int  # low latent channels per token (SD-VAE-like AE; RAE squeezed by PCA to the same)
     tau: float  # noise-augmentation scale: sigma = tau * U(0, 1) per sample
     perceptual_weight: float  # weight of the frozen-encoder feature loss next to L1
     # diffusion transformer
@@ -56,34 +62,36 @@ class RAEConfig:
     dit_depth: int  # DiT blocks
     head_width: int  # DiT-DH head width (wide)
     head_depth: int  # DiT-DH head blocks (shallow)
-    dit_steps: int  # DiT training steps per run
+    dit_steps: int  # DiT training steps per convergence run
     base_dim: int  # n in the shift a = sqrt(m / n); m = 16 tokens x channels
     # width experiment (single-image overfit)
     narrow_width: int  # < token dim
     overfit_steps: int  # steps of each single-image run
     # shared
-    batch: int  # images (or latents) per step
-    lr: float  # AdamW peak lr for decoders and DiTs
+    batch: int  # images (or latents) per step, decoders and DiTs
+    lr: float  # AdamW peak lr for the decoders and autoencoders
+    dit_lr: float  # AdamW peak lr for the DiTs
     sample_steps: int  # Euler steps when sampling
-    n_samples: int  # generated images per FID evaluation
-    n_evals: int  # FID evaluations along a DiT run (the convergence curve)
+    n_samples: int  # generated images per FID evaluation (the real-vs-real floor uses as many)
+    n_evals: int  # FID evaluations along a DiT run, log-spaced: dit_steps / 2^(n_evals - 1), ..., dit_steps
     cfg_scale: float  # classifier-free guidance scale used for samples (1 = off)
+    seeds: int  # seeds of every judged DiT comparison (central claim: >= 2 on cpu, >= 3 on gpu)
 
 
 SMOKE = RAEConfig(dec_dim=32, dec_depth=1, dec_steps=12, ae_channels=4, tau=0.8, perceptual_weight=0.5,
-                  dit_width=64, dit_depth=1, head_width=128, head_depth=1, dit_steps=16, base_dim=64,
-                  narrow_width=8, overfit_steps=16, batch=16, lr=2e-3, sample_steps=4,
-                  n_samples=64, n_evals=1, cfg_scale=1.0)
-CPU = RAEConfig(dec_dim=64, dec_depth=2, dec_steps=800, ae_channels=4, tau=0.8, perceptual_weight=0.5,
-                dit_width=96, dit_depth=4, head_width=192, head_depth=2, dit_steps=500, base_dim=64,
-                narrow_width=8, overfit_steps=300, batch=64, lr=1e-3, sample_steps=16,
-                n_samples=500, n_evals=5, cfg_scale=1.5)  # 5.6 min on 1 thread; FID near its floor by 500 steps
+                  dit_width=32, dit_depth=1, head_width=64, head_depth=1, dit_steps=8, base_dim=64,
+                  narrow_width=8, overfit_steps=12, batch=16, lr=2e-3, dit_lr=2e-3, sample_steps=2,
+                  n_samples=40, n_evals=2, cfg_scale=1.5, seeds=1)
+CPU = RAEConfig(dec_dim=64, dec_depth=2, dec_steps=600, ae_channels=4, tau=0.8, perceptual_weight=0.5,
+                dit_width=64, dit_depth=3, head_width=128, head_depth=2, dit_steps=800, base_dim=64,
+                narrow_width=8, overfit_steps=300, batch=32, lr=1e-3, dit_lr=2e-3, sample_steps=10,
+                n_samples=250, n_evals=6, cfg_scale=1.5, seeds=2)
 GPU = RAEConfig(dec_dim=128, dec_depth=4, dec_steps=6000, ae_channels=4, tau=0.8, perceptual_weight=0.5,
                 dit_width=256, dit_depth=6, head_width=512, head_depth=2, dit_steps=8000, base_dim=64,
-                narrow_width=8, overfit_steps=1500, batch=256, lr=5e-4, sample_steps=50,
-                n_samples=1500, n_evals=8, cfg_scale=1.5)
+                narrow_width=8, overfit_steps=1500, batch=256, lr=5e-4, dit_lr=5e-4, sample_steps=50,
+                n_samples=1000, n_evals=7, cfg_scale=1.5, seeds=3)
 
 
 def rae_config(profile: Profile | str) -> RAEConfig:
-    """The chapter's sizes for a profile (smoke: < 1 min, cpu: ~6 min on 2 cores, gpu: bigger, same code)."""
+    """The chapter's sizes for a profile (smoke: < 1 min, cpu: ~10 min on 2 cores, gpu: bigger, same code)."""
     return pick(profile, smoke=SMOKE, cpu=CPU, gpu=GPU)

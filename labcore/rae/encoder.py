@@ -138,6 +138,51 @@ class Dinov2Adapter(nn.Module):
         return [rae_latent(h, self.n_prefix, self.eps) for h in self.hidden_states(x)]
 
 
+class PCAEncoder(nn.Module):
+    """A frozen encoder's latent squeezed to its top-k principal directions over channels (one projection
+    shared by every position): `encode(x) = (encoder.encode(x) - mean) @ V_k` -> [B, N, k].
+
+    Still frozen and never trained to reconstruct, so it keeps the representation's structure at a
+    VAE-like dimension: the "RAE, low dimension" cell of the chapter's 2x2 control. `features` is the
+    wrapped encoder's (the perceptual loss is unchanged). Call `fit` on latents first.
+    """
+
+    def __init__(self, encoder: nn.Module, k: int):
+        super().__init__()
+        if not 1 <= k <= encoder.token_dim:
+            raise ValueError(f"k must be in [1, {encoder.token_dim}], got {k}")
+        self.encoder, self.k = encoder, k
+        self.register_buffer("mean", torch.zeros(encoder.token_dim))
+        self.register_buffer("basis", torch.eye(encoder.token_dim)[:, :k])  # [C, k]
+        self.register_buffer("explained", torch.zeros(()))  # fraction of the channel variance kept
+
+    @property
+    def num_tokens(self) -> int:
+        return self.encoder.num_tokens
+
+    @property
+    def token_dim(self) -> int:
+        return self.k
+
+    @torch.no_grad()
+    def fit(self, z: torch.Tensor) -> PCAEncoder:
+        """z [N, T, C] latents of the wrapped encoder."""
+        if z.dim() != 3 or z.shape[-1] != self.encoder.token_dim:
+            raise ValueError(f"z must be [N, T, {self.encoder.token_dim}], got {tuple(z.shape)}")
+        flat = z.reshape(-1, z.shape[-1]).double()
+        self.mean.copy_(flat.mean(0))
+        w, v = torch.linalg.eigh(torch.cov(flat.T))  # ascending
+        self.basis.copy_(v[:, -self.k:].flip(-1))  # [C, k], largest variance first
+        self.explained.copy_(w[-self.k:].sum() / w.sum())
+        return self
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.encoder.encode(x) - self.mean) @ self.basis  # [B, N, k]
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder.features(x)
+
+
 class LatentStats(nn.Module):
     """Per-(position, channel) mean and std of the latent over a dataset; the DiT sees (z - mean) / std.
 

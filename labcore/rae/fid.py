@@ -1,6 +1,7 @@
 """An FID-like score: the Fréchet distance between Gaussians fitted to classifier features of real and
 generated images. FID uses Inception-v3 on ImageNet; we use a small CNN trained here on digits.
-Taught in notebooks/05_rae.ipynb, section "Experiments" (the FID-like score).
+Taught in notebooks/05_rae.ipynb, section "Convergence: the paper's metric, and a 2×2 control" (the FID-like
+score).
 
     FD = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})
 
@@ -9,6 +10,8 @@ symmetric PSD, and has the same trace of square root as scipy's sqrtm(S_1 S_2)).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -88,19 +91,28 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 51
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig | None = None,
-                     seed: int = 0, progress: bool = False) -> FeatureClassifier:
-    """Train the FID feature network on (x [N, C, H, W], y [N]) with small random shifts as augmentation."""
+                     seed: int = 0, progress: bool = False,
+                     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                     channels: int | None = None) -> FeatureClassifier:
+    """Train the FID feature network on (x [N, C, H, W], y [N]).
+
+    augment(x_batch, generator) -> images draws each step's augmentation (default: random 1-pixel shifts);
+    channels: the images augment returns (default x's).
+    """
     from labcore.train import TrainConfig, batch_generator, train
 
     cfg = cfg or ClassifierConfig()
     torch.manual_seed(seed)
-    model = FeatureClassifier(x.shape[1], int(y.max()) + 1, cfg.feat_dim)
+    model = FeatureClassifier(channels or x.shape[1], int(y.max()) + 1, cfg.feat_dim)
+
+    def shift(xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
+        return torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
 
     def batch_fn(step: int, rank: int, world: int):
         g = batch_generator(seed, step, rank)
         idx = torch.randint(0, x.shape[0], (cfg.batch,), generator=g)
-        dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
-        return torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3)), y[idx]
+        return (augment or shift)(x[idx], g), y[idx]
 
     train(model, classifier_loss, batch_fn,
           TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=20, progress=progress, desc="fid classifier"))
