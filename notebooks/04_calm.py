@@ -543,12 +543,22 @@ for t in temps:
           f"{[round(study[s][t]['distinct'], 1) for s in cfg.lm_seeds]} (one value per seed)")
 
 # %% [markdown]
-# And as text: the same prompt continued by the seed-0 CALM at three temperatures (batch approximation), and
-# at T = 1/2 by exact rejection, which also tells how many rounds of 2 draws each chunk needed.
+# And as text: a held-out sentence start continued by the seed-0 CALM at three temperatures (batch
+# approximation), and at T = 1/2 by exact rejection, which also tells how many rounds of 2 draws each chunk
+# needed. The prompt is the first chunk-aligned stretch of plain prose in the validation text (after a
+# heading, this corpus's most likely continuation is an underline of `*`, which cooling would only repeat).
 
 # %%
+def prose_prompt(ids, n_tokens):  # first chunk-aligned stretch of letters, spaces and , . in ids
+    ok = [(65 <= t <= 90) or (97 <= t <= 122) or t in (32, 44, 46) for t in ids.tolist()]
+    for p in range(0, len(ok) - n_tokens, K):
+        if all(ok[p:p + n_tokens]):
+            return ids[p:p + n_tokens]
+    return ids[:n_tokens]
+
+
 calm = lm[cfg.lm_seeds[0]][0]
-prompt = val_ids[:K * 4][None].to(prof.device)
+prompt = prose_prompt(val_ids, K * 6)[None].to(prof.device)
 torch.manual_seed(SEED)
 for temp in temps[:1] + temps[1::2]:
     out = calm.generate(prompt, n_chunks=8, temp=temp, exact=False, n_candidates=200)
@@ -589,7 +599,8 @@ fig.show()
 # autoencoder rows are one trained model each against a threshold or each other. Margins: the central claim
 # allows CALM to trail by 10% of the transformer's BrierLM (the paper's CALM-M trails Transformer-S by 5.5%
 # and calls it comparable); speed and temperature need every seed of one side ahead of every seed of the
-# other (margin 0); robustness needs 1 point of accuracy.
+# other (margin 0); temperature compares each seed's model with itself (the per-seed gain must be > 0);
+# robustness needs 1 point of accuracy.
 
 # %%
 noisy = cfg.noise_levels.index(max(cfg.noise_levels[:3]))
@@ -605,11 +616,11 @@ v = {
     "central": judge(final["CALM"], final["Transformer"], margin=0.1 * mean(final["Transformer"]), kind="matches",
                      profile=prof.name),
     "speed": judge(ms["CALM"], ms["Transformer"], margin=0.0, better="lower", profile=prof.name, unit=" ms"),
-    "temp": all_of({"accuracy": judge([study[s][t_lo]["acc"] for s in cfg.lm_seeds],
-                                      [study[s][1.0]["acc"] for s in cfg.lm_seeds], margin=0.0, profile=prof.name),
-                    "diversity": judge([study[s][t_lo]["distinct"] for s in cfg.lm_seeds],
-                                       [study[s][1.0]["distinct"] for s in cfg.lm_seeds], margin=0.0, better="lower",
-                                       profile=prof.name)}),
+    # paired: each seed's model against itself at T = 1 (seed-to-seed differences in skill are not the question)
+    "temp": all_of({"accuracy gain": judge([study[s][t_lo]["acc"] - study[s][1.0]["acc"] for s in cfg.lm_seeds], 0.0,
+                                           margin=0.0, profile=prof.name),
+                    "fewer distinct chunks": judge([study[s][1.0]["distinct"] - study[s][t_lo]["distinct"]
+                                                    for s in cfg.lm_seeds], 0.0, margin=0.0, profile=prof.name)}),
 }
 rows = [
     Claim(f"AE token accuracy at K={K}", "> 99.9%", f"{100 * ae_acc:.3f}% ± {100 * ae_se:.3f}%", v["ae"]),
@@ -629,7 +640,7 @@ rows = [
           f"distinct {mean([study[s][t_lo]['distinct'] for s in cfg.lm_seeds]):.1f} vs "
           f"{mean([study[s][1.0]['distinct'] for s in cfg.lm_seeds]):.1f}", v["temp"]),
     Claim("K x fewer generative steps", f"{K}x (K={K})", f"{K}x", by_construction("one step emits K tokens")),
-    Claim("the backbone dominates training FLOPs", "head ~10% of params",
+    Claim("the backbone dominates training FLOPs", "head: 4 blocks of width d (our count: ~7% of CALM-M)",
           f"head x N = {head_share:.2f}x backbone matmuls", by_construction("cfg.head_width sets it")),
 ]
 table = paper_vs_lab(rows, prof.name, "04_calm")
@@ -667,12 +678,12 @@ def share_n(n):  # CALM's Brier-n as a share of the transformer's, mean over see
 brier_share = [share_n(n) for n in range(1, K + 1)]
 if any(math.isnan(x) for x in brier_share):
     where_text = "Some of the transformer's Brier-n are not positive: no share to compare."
-elif brier_share[-1] > brier_share[0]:
+elif brier_share[-1] > brier_share[0] + 0.1:  # a clear (10-point) difference, not seed noise
     where_text = (f"CALM trails most on the first token of a chunk ({pct(brier_share[0])}) and least on the whole chunk "
                   f"({pct(brier_share[-1])}): its samples are whole plausible chunks, but their per-token marginals are "
                   "less sharp than a softmax trained on every token.")
 else:
-    where_text = "CALM's deficit does not shrink from the first token to the whole chunk."
+    where_text = "CALM's deficit does not clearly shrink from the first token to the whole chunk."
 per_seed = "\n".join(f"| {s} | {lm[s][2]['CALM'].steps} | {lm[s][2]['Transformer'].steps} | {fmt(lm[s][2]['CALM'])} | "
                      f"{fmt(lm[s][2]['Transformer'])} | {ms['CALM'][i]:.3f} / {ms['Transformer'][i]:.3f} |"
                      for i, s in enumerate(cfg.lm_seeds))

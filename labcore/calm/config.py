@@ -71,11 +71,11 @@ SMOKE = CALMLabConfig(max_tokens=150_000, corpus="prose", chunk_len=4, k_sweep=(
                       lm_seeds=(0, 1), n_evals=2, eval_windows=8, gen_tokens=16, temp_contexts=8,
                       toy_steps=60, threads=1)
 CPU = CALMLabConfig(max_tokens=1_000_000, corpus="prose", chunk_len=4, k_sweep=(1, 2, 4, 8),
-                    latent_dim=32, ae_d_model=96, ae_steps=1500, ae_sweep_steps=400, ae_batch=32, ae_window=32,
+                    latent_dim=32, ae_d_model=96, ae_steps=2000, ae_sweep_steps=400, ae_batch=32, ae_window=32,
                     ae_lr=3e-3, noise_levels=(0.0, 0.25, 0.5, 1.0, 2.0),
                     d_model=96, n_layer=3, n_head=4, block_chunks=16, head_width=48, head_blocks=2,
                     n_samples=8, n_targets=64, lm_steps=400, lm_batch=16, lm_lr=2e-3, calm_lr=1e-3,
-                    lm_seeds=(0, 1), n_evals=4, eval_windows=128, gen_tokens=48, temp_contexts=64,
+                    lm_seeds=(0, 1), n_evals=4, eval_windows=128, gen_tokens=48, temp_contexts=128,
                     toy_steps=300)
 GPU = CALMLabConfig(max_tokens=10_000_000, corpus="both", chunk_len=4, k_sweep=(1, 2, 4, 8),
                     latent_dim=128, ae_d_model=512, ae_steps=4000, ae_sweep_steps=2000, ae_batch=128,
