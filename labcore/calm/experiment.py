@@ -169,11 +169,13 @@ def brier_eval_fn(kind: str, ids: torch.Tensor, K: int, seed: int = 0):
     y = ids[:, K:].reshape(-1, K)  # [n*C, K]
 
     def fn(model) -> dict[str, float]:
-        torch.manual_seed(seed)
-        if kind == "calm":
-            x = model.sample_chunks(ids, 2)
-        else:
-            x = gpt_sample_chunks(model, ids, K, 2, generator=torch.Generator(ids.device).manual_seed(seed))
+        # the same draws at every evaluation, without resetting the training's random stream
+        with torch.random.fork_rng(devices=[ids.device] if ids.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            if kind == "calm":
+                x = model.sample_chunks(ids, 2)
+            else:
+                x = gpt_sample_chunks(model, ids, K, 2, generator=torch.Generator(ids.device).manual_seed(seed))
         out = brier_lm(x[0].cpu(), x[1].cpu(), y.cpu(), max_n=K, chunk_aligned=True)
         if kind != "calm":
             out["brier_1_exact"] = gpt_exact_brier1(model, ids, K)
