@@ -82,7 +82,7 @@ SMOKE = RAEConfig(dec_dim=32, dec_depth=1, dec_steps=12, ae_channels=4, tau=0.8,
                   dit_width=32, dit_depth=1, head_width=64, head_depth=1, dit_steps=8, base_dim=64,
                   narrow_width=8, overfit_steps=12, batch=16, lr=2e-3, dit_lr=2e-3, sample_steps=2,
                   n_samples=40, n_evals=2, cfg_scale=1.5, seeds=1)
-CPU = RAEConfig(dec_dim=64, dec_depth=2, dec_steps=600, ae_channels=4, tau=0.8, perceptual_weight=0.5,
+CPU = RAEConfig(dec_dim=64, dec_depth=2, dec_steps=500, ae_channels=4, tau=0.8, perceptual_weight=0.5,
                 dit_width=64, dit_depth=3, head_width=128, head_depth=2, dit_steps=800, base_dim=64,
                 narrow_width=8, overfit_steps=300, batch=32, lr=1e-3, dit_lr=2e-3, sample_steps=10,
                 n_samples=250, n_evals=6, cfg_scale=1.5, seeds=2)
