@@ -237,6 +237,28 @@ def test_train_variant_lowers_loss():
     assert res["curve"][-1][1] < res["curve"][0][1] < 5.6, "loss must fall from ~log(vocab) = 5.55"
 
 
+def test_recall_losses_scores_the_second_copy():
+    import math
+
+    from labcore.hybrid.experiment import recall_losses
+
+    V, h = 11, 7
+
+    class Copier(torch.nn.Module):
+        """Uniform on the first copy; from position h-1 on, predicts the token h-1 positions back."""
+
+        def forward(self, x):
+            logits = torch.zeros(*x.shape, V)
+            src = x[:, :x.shape[1] - (h - 1)]  # x[t - h + 1] for t >= h - 1
+            logits[:, h - 1:] = 50.0 * torch.nn.functional.one_hot(src, V).float()
+            return logits, None
+
+    spans = [torch.randint(0, V, (3, h)) for _ in range(2)]
+    first, second = recall_losses(Copier(), spans)
+    assert abs(first - math.log(V)) < 1e-4, "the first copy cannot be predicted: uniform loss log V"
+    assert second < 1e-4, "every token of the second copy was seen h positions back: a copier scores ~0"
+
+
 def test_run_ablation_seeds():
     from labcore.hybrid.experiment import SMOKE, run_ablation, train_variant, variant_configs
     from labcore.runtime import resolve_profile
@@ -250,6 +272,7 @@ def test_run_ablation_seeds():
     assert runs["3:1"][0]["model"] is not None, "the first seed's 3:1 model is kept (widget, generation)"
     assert runs["3:1"][1]["model"] is None and runs["mla"][0]["model"] is None, "other models are dropped"
     assert runs["3:1"][0]["val_loss"] != runs["3:1"][1]["val_loss"], "two seeds must train two different runs"
+    assert all(len(run["recall"]) == 2 for rs in runs.values() for run in rs)
     # a seed is the whole run: the same seed again gives the same loss
     again = train_variant("3:1", variant_configs(cfg)["3:1"], cfg, ids, ids, prof, seed=5, progress=False)
     assert again["val_loss"] == runs["3:1"][1]["val_loss"]

@@ -111,12 +111,29 @@ def lm_loss(model: HybridLM, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
 
+@torch.no_grad()
+def recall_losses(model: HybridLM, spans: list[torch.Tensor]) -> tuple[float, float]:
+    """In-context recall: (loss on a span seen for the first time, loss on the same span repeated right
+    after it). A model that copies from its context, what a hybrid keeps attention layers for, predicts the
+    second copy far better; one that does not scores both alike. spans: [B, h] token windows."""
+    first, second = [], []
+    for s in spans:
+        h = s.shape[1]
+        seq = torch.cat([s, s], 1)  # [B, 2h]
+        logits, _ = model(seq[:, :-1])
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), seq[:, 1:].flatten(), reduction="none").view(len(s), -1)
+        first.append(nll[:, :h - 1].mean())  # predicting tokens 1..h-1 of the first copy
+        second.append(nll[:, h:].mean())  # tokens 1..h-1 of the second copy: each was seen h positions back
+    return float(torch.stack(first).mean()), float(torch.stack(second).mean())
+
+
 def train_variant(ratio: str, mcfg: HybridConfig, cfg: HybridLabConfig, train_ids: torch.Tensor,
                   val_ids: torch.Tensor, prof: Profile, seed: int = 0, progress: bool = True) -> dict:
     """Train one variant with one seed. Every variant of a seed sees the very same batches (batch_fn depends
     only on (seed, step)); every run is scored on the same validation windows (cfg.data_seed).
 
-    Returns {"model", "params", "curve": [(step, val_loss)], "train_loss": [...], "val_loss", "seconds"}.
+    Returns {"model", "params", "curve": [(step, val_loss)], "train_loss": [...], "val_loss", "seconds",
+    "recall": (first-copy loss, second-copy loss) on repeated validation spans of block_size // 2 tokens}.
     """
     torch.manual_seed(seed)
     device = prof.torch_device
@@ -139,9 +156,13 @@ def train_variant(ratio: str, mcfg: HybridConfig, cfg: HybridLabConfig, train_id
                 TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=max(1, cfg.steps // 10), weight_decay=0.1,
                             eval_every=cfg.eval_every, progress=progress, desc=f"LM {ratio} seed {seed}"),
                 eval_fn=eval_fn, profile=prof)
-    return {"model": model.eval(), "params": model.num_params(),
+    g = torch.Generator().manual_seed(20_000 + cfg.data_seed)  # recall spans, fixed across runs
+    spans = [random_windows(val_ids, cfg.batch_size, cfg.block_size // 2, g)[0].to(device)
+             for _ in range(cfg.eval_batches)]
+    model.eval()
+    return {"model": model, "params": model.num_params(),
             "curve": [(r["step"], r["val_loss"]) for r in res.evals], "train_loss": res.losses,
-            "val_loss": res.evals[-1]["val_loss"], "seconds": res.seconds}
+            "val_loss": res.evals[-1]["val_loss"], "seconds": res.seconds, "recall": recall_losses(model, spans)}
 
 
 def run_ablation(cfg: HybridLabConfig, train_ids: torch.Tensor, val_ids: torch.Tensor, prof: Profile,
