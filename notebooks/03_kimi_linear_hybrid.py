@@ -269,18 +269,19 @@ print(f"Kimi Linear's real stack: {len(paper.mla_layers)}/{paper.n_layer} MLA la
 # between the seeds of one variant.
 #
 # > The paper ablates 16-layer models on a real pre-training corpus; ours are 8 layers trained for a few
-# > hundred steps on a few hundred thousand tokens (sizes below). What can carry over is the ranking.
+# > minutes each on a few hundred thousand tokens (sizes printed below). What can carry over is the ranking.
 #
 # ### Initialization is part of the recipe
 #
 # fla, the code behind the paper's release, initializes every `Linear` and `Conv1d` of every layer (KDA's
 # projections and short convolutions included) from $\mathcal N(0, 0.02)$, and so does `HybridLM`
 # (`HybridConfig.init="normal"`). PyTorch's default is uniform with std $1/\sqrt{3\,\text{fan-in}}$: 0.07
-# for a projection out of a 64-wide stream, 0.29 for a 4-tap depthwise convolution. Adam moves each weight
-# by roughly the learning rate per step whatever its size, so in a short run large random taps stay close
-# to where they started. An earlier version of this chapter left KDA at PyTorch's default, and there the 3:1
-# hybrid trailed all-MLA by about 0.6 nats. We keep that setting as a **control**: the 3:1 model with
-# `init="torch"` (only its KDA layers change), trained with the same seeds.
+# for a projection out of a 64-wide stream, 0.29 for a 4-tap depthwise convolution. A likely reason it
+# matters: Adam moves each weight by about the learning rate per step whatever its size, so in a short run
+# large random convolution taps stay close to where they started. An earlier version of this chapter left
+# KDA at PyTorch's default, and there the 3:1 hybrid trailed all-MLA at every evaluation. We keep that
+# setting as a **control**: the 3:1 model with `init="torch"` (only its KDA layers change), trained with the
+# same seeds.
 
 # %%
 tok, train_ids, val_ids = load_text(cfg)
@@ -346,8 +347,8 @@ for r, rs in runs.items():
 # > Note: the paper's 6.3x at 1M tokens (Fig. 1b) counts the larger batch the smaller cache allows; at
 # > batch 1 it is about 2.2x (Fig. 7b). A KDA layer's step costs a fixed dozen small operations (gate,
 # > convolutions, state update); an MLA step reads every cached latent. At short contexts the fixed cost
-# > wins and the hybrid is slower; the crossover moves in as S grows, which is why the cpu profile times
-# > up to 32K tokens.
+# > wins and the hybrid is slower; the crossover moves in as S grows, which is why the profiles time long
+# > contexts (`cfg.bench_contexts`, printed below).
 
 # %%
 device = prof.device
