@@ -34,7 +34,7 @@
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | cpu | gpu | auto
 SEED = 0
-THREADS = None  # torch CPU threads; None = from the profile config (1 at smoke, else torch default)
+THREADS = None  # torch CPU threads; None = from the profile config (1 on CPU: tiny models, no gain from more)
 
 # %%
 import math

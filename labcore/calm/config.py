@@ -76,7 +76,7 @@ CPU = CALMLabConfig(max_tokens=1_000_000, corpus="prose", chunk_len=4, k_sweep=(
                     d_model=96, n_layer=3, n_head=4, block_chunks=16, head_width=48, head_blocks=2,
                     n_samples=8, n_targets=64, lm_steps=400, lm_batch=16, lm_lr=2e-3, calm_lr=1e-3,
                     lm_seeds=(0, 1), n_evals=4, eval_windows=128, gen_tokens=48, temp_contexts=128,
-                    toy_steps=300)
+                    toy_steps=300, threads=1)
 GPU = CALMLabConfig(max_tokens=10_000_000, corpus="both", chunk_len=4, k_sweep=(1, 2, 4, 8),
                     latent_dim=128, ae_d_model=512, ae_steps=4000, ae_sweep_steps=2000, ae_batch=128,
                     ae_window=128, ae_lr=1e-3, noise_levels=(0.0, 0.25, 0.5, 1.0, 2.0),
