@@ -466,7 +466,7 @@ claims = [
           f"accuracy {shown('autodeco')} vs {shown('default')}", v["default"], central=True),
     Claim("AutoDeco matches the oracle static (T, p)", "within ~1 point (oracle tuned on the test set)",
           f"accuracy {shown('autodeco')} vs {shown('oracle')}; oracle picked on the tuning split: "
-          + ", ".join(c.oracle.name for c in comps), v["oracle"]),
+          + ", ".join(sorted({c.oracle.name for c in comps})), v["oracle"]),
     Claim("heads add little latency", "~1.7-1.85%", f"{100 * overhead:.1f}% of a base forward (tiny base)",
           not_judged("the base is ~10^4 times smaller than the paper's, so the ratio is not comparable")),
     Claim("free tokens get a higher T (our task's mechanism)", "T varies per token (qualitative)",
