@@ -64,8 +64,8 @@ def test_steps_to_reach():
 
 
 def test_fid_target():
-    assert ex.fid_target(0.5, [3.0, 0.8, 2.0]) == 1.0  # some cell gets below 2 x floor: the target is 2 x floor
-    assert ex.fid_target(0.5, [3.0, 1.7, 2.0]) == 1.7  # none does: the best cell's final FID
+    assert ex.fid_target(0.5, [0.9, 0.8, 0.7]) == 1.0  # every run ends below 2 x floor: the target is 2 x floor
+    assert ex.fid_target(0.5, [3.0, 0.8, 2.0]) == 3.0  # one does not: the worst final, which every run reaches
     with pytest.raises(ValueError, match="floor"):
         ex.fid_target(0.0, [1.0])
 
