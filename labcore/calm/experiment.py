@@ -131,16 +131,21 @@ def fit_toy_head(steps: int, width: int, prof: Profile, n_samples: int = 8, n_ta
 
 # ---- CALM vs token transformer -----------------------------------------------------------------------
 
-def build_models(cfg: CALMLabConfig, ae: CALMAutoencoder, prof: Profile) -> tuple[CALM, GPT]:
-    """CALM on top of the frozen AE, and a token GPT of the same backbone size over the same text."""
-    ccfg = CALMConfig(vocab_size=ae.vocab_size, chunk_len=cfg.chunk_len, latent_dim=cfg.latent_dim,
+def build_calm(cfg: CALMLabConfig, ae: CALMAutoencoder, prof: Profile, block_chunks: int | None = None) -> CALM:
+    """CALM with the profile's backbone and head on top of the frozen AE (K = ae.chunk_len)."""
+    ccfg = CALMConfig(vocab_size=ae.vocab_size, chunk_len=ae.chunk_len, latent_dim=cfg.latent_dim,
                       d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                      block_chunks=cfg.block_chunks,
+                      block_chunks=block_chunks or cfg.block_chunks,
                       head_width=cfg.head_width, head_blocks=cfg.head_blocks, n_samples=cfg.n_samples,
                       n_targets=cfg.n_targets)
+    return CALM(ccfg, ae).to(prof.device)
+
+
+def build_models(cfg: CALMLabConfig, ae: CALMAutoencoder, prof: Profile) -> tuple[CALM, GPT]:
+    """CALM on top of the frozen AE, and a token GPT of the same backbone size over the same text."""
     gcfg = GPTConfig(vocab_size=ae.vocab_size, block_size=(cfg.block_chunks + 1) * cfg.chunk_len,
                      n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model)
-    return CALM(ccfg, ae).to(prof.device), GPT(gcfg).to(prof.device)
+    return build_calm(cfg, ae, prof), GPT(gcfg).to(prof.device)
 
 
 def gpt_loss(model: GPT, ids: torch.Tensor) -> torch.Tensor:
@@ -212,6 +217,30 @@ def run_lm_pair(cfg: CALMLabConfig, ae: CALMAutoencoder, train_ids: torch.Tensor
         run.curve = [{**row, "flops": row["step"] * run.flops_per_step} for row in run.result.evals]
         model.eval()
     return calm, gpt, runs
+
+
+def run_calm_k1(cfg: CALMLabConfig, ae1: CALMAutoencoder, train_ids: torch.Tensor, val_ids: torch.Tensor,
+                prof: Profile, flops: float, seed: int = 0, progress: bool = True) -> LMRun:
+    """Control: CALM without compression (K = 1, ae1 a one-token autoencoder) trained for `flops` training
+    FLOPs on the same windows, seeds and learning rate as run_lm_pair's CALM.
+
+    Its chunk-aligned BrierLM has only Brier-1, over every position of the held-out windows.
+    """
+    if ae1.chunk_len != 1:
+        raise ValueError(f"ae1 must be a K = 1 autoencoder, got chunk_len={ae1.chunk_len}")
+    W = (cfg.block_chunks + 1) * cfg.chunk_len
+    torch.manual_seed(seed)
+    calm1 = build_calm(cfg, ae1, prof, block_chunks=W - 1)
+    fps = calm1.train_flops_per_step(cfg.lm_batch, W - 1)
+    run = LMRun("CALM K=1", seed, max(cfg.n_evals, round(flops / fps)), fps, 1.0)
+    tcfg = TrainConfig(steps=run.steps, lr=cfg.calm_lr, warmup=run.steps // 20, weight_decay=0.1,
+                       eval_every=max(1, run.steps // cfg.n_evals), progress=progress, desc=f"CALM K=1 seed {seed}")
+    ev = eval_windows(val_ids, cfg.eval_windows, W).to(prof.device)
+    batches = window_batches(train_ids, cfg.lm_batch, W, cfg.seed + 7 + 1009 * seed, prof.device)
+    run.result = train(calm1, lambda m, b: m.loss(b), batches, tcfg,
+                       eval_fn=brier_eval_fn("calm", ev, 1, cfg.seed + seed), profile=prof)
+    run.curve = [{**row, "flops": row["step"] * fps} for row in run.result.evals]
+    return run
 
 
 def time_generation(calm: CALM, gpt: GPT, prompt: torch.Tensor, n_tokens: int,
