@@ -441,3 +441,15 @@ def test_flops_split():
     g = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=1, n_head=2, d_model=16))
     assert gpt_train_flops_per_step(g, 2, 16) == pytest.approx(sum(gpt_flops_per_position(g, 16).values()) * 32)
     assert gpt_flops_per_position(g, 16)["output"] == 6.0 * 16 * 13
+
+
+def test_calm_bench_quick(tmp_path):
+    """`python -m labcore.bench calm --quick`: KV-cached generation on both sides, per-token seconds and
+    their ratio written to JSON (speed is reported, not asserted: it depends on the machine)."""
+    from labcore.bench import run_bench
+
+    res = run_bench("calm", tmp_path, quick=True)
+    assert (tmp_path / "calm.json").exists() and (tmp_path / "calm.html").exists()
+    for row in res["rows"]:
+        assert row["calm_s_per_token"] > 0 and row["transformer_s_per_token"] > 0
+        assert row["calm_steps"] * res["summary"]["K"] == row["tokens"]
