@@ -247,7 +247,7 @@ fig.show()
 # and the output is LN → Linear → SiLU → Linear(w → latent), the last layer zero-initialised (the first steps
 # only learn the mean). Different noise, different sample: that is all a likelihood-free generator is.
 # > The paper's head is as wide as the backbone (1024) with 4 blocks. Ours is narrower (`cfg.head_width`) so
-# > that its N = 8 passes cost less than the backbone, as at the paper's scale (section 6 counts it).
+# > that the backbone, not the head's N = 8 passes, takes most of CALM's training FLOPs (section 6 counts them).
 
 # %%
 def ln(x, m):  # LayerNorm with m's affine weights
@@ -414,9 +414,10 @@ print(f"BrierLM (clamp on the product, the paper's): {flaw['brier_lm']:.1f} | "
 assert flaw["brier_lm"] > 50 and flaw["brier_lm_strict"] == 0.0
 
 # %% [markdown]
-# Three negative terms multiply to a positive product, and a model that is wrong 95% of the time scores
-# higher than any model in this chapter. Real models at the paper's scale have every Brier-n > 0, where both
-# forms agree; a tiny or broken model does not. **We judge on `brier_lm_strict`** and show the Brier-n.
+# Three negative terms multiply to a positive product, and a model that is wrong 95% of the time scores far
+# above the paper's best models (BrierLM ≈ 6). Real models at the paper's scale have every Brier-n > 0, where
+# both forms agree; a tiny or broken model does not (a barely trained CALM collapses exactly like this).
+# **We judge on `brier_lm_strict`** and show the Brier-n.
 #
 # ## 6. Experiment: CALM vs a token transformer at matched training FLOPs
 # Both have the same backbone (width, depth, heads) and read the same windows of text. The transformer
