@@ -336,7 +336,8 @@ for r, rs in runs.items():
     first, second = (mean([run["recall"][i] for run in rs]) for i in (0, 1))
     print(f"{r:>16}: first copy {first:.3f}, second copy {second:.3f} nats -> recall gain per seed "
           + ", ".join(f"{x:+.3f}" for x in gain[r]))
-#
+
+# %% [markdown]
 # ## Decode speed
 #
 # One decode step (batch 1) on top of a cache of S tokens, for all-MLA, plain softmax attention (a KV
