@@ -26,7 +26,7 @@ from labcore.thinkmorph.evaluate import (
 from labcore.thinkmorph.generation import draw_image, generate, stepwise
 from labcore.thinkmorph.model import InterleavedTransformer, RaggedKVCache
 from labcore.thinkmorph.packing import CLEAN, NOISY, TEXT, attention_mask, collate, pack
-from labcore.thinkmorph.patches import image_to_patches, patches_to_image
+from labcore.thinkmorph.patches import image_to_patches, neighbourhood, patches_to_image
 from labcore.thinkmorph.tasks import CELL, GravityTask, JigsawTask, MazeTask, gravity_step, make_task, seam_costs
 from labcore.thinkmorph.traces import (
     ARMS,
@@ -322,6 +322,26 @@ def test_collate_batch_is_deterministic():
     assert a["t"].shape[0] == int((a["kind"] == NOISY).sum()) and ((a["t"] > 0) & (a["t"] < 1)).all()
 
 
+def test_neighbourhood_is_a_window_of_cells():
+    side, pd = 4, 5
+    x = torch.randn(2, side * side, pd)
+    for window in (1, 3, 5):
+        got = neighbourhood(x, side, window)  # [2, N, window^2 * pd]
+        assert got.shape == (2, side * side, window * window * pd)
+        h = window // 2
+        for cell in range(side * side):
+            r, c = divmod(cell, side)
+            ref = []
+            for dr in range(-h, h + 1):
+                for dc in range(-h, h + 1):
+                    rr, cc = r + dr, c + dc
+                    inside = 0 <= rr < side and 0 <= cc < side
+                    ref.append(x[:, rr * side + cc] if inside else torch.zeros(2, pd))
+            assert torch.equal(got[:, cell], torch.cat(ref, -1))
+    with pytest.raises(ValueError, match="window"):
+        neighbourhood(x, side, 2)
+
+
 def test_patches_roundtrip():
     img = JigsawTask.generate(3, 5).render()
     x = image_to_patches(img)
@@ -335,7 +355,7 @@ def test_loss_and_gradients():
     model = InterleavedTransformer(TINY)
     g = torch.Generator().manual_seed(0)
     traces = [make_trace(MazeTask.generate(s, 1), a) for s, a in [(5, "interleaved"), (7, "visual")]]
-    batch = collate([pack(t) for t in traces], g)
+    batch = collate([pack(t, window=TINY.edit_window) for t in traces], g)
     loss, metrics = thinkmorph_loss(model, batch)
     loss.backward()
     assert torch.isfinite(loss) and metrics["flow"] > 0 and metrics["ce"] > 0
@@ -360,12 +380,12 @@ def test_loss_and_gradients():
     assert metrics["flow"] == 0 and model.flow_head[3].weight.grad is None
 
 
-@pytest.mark.parametrize(("name", "size", "arm", "coords"), [
-    ("maze", 5, "interleaved", True), ("maze", 7, "visual", False), ("jigsaw", 3, "interleaved", True),
-    ("maze", 4, "text", True), ("gravity", 4, "interleaved", False), ("gravity", 5, "visual", True)])
-def test_cache_matches_full_forward(name, size, arm, coords):
+@pytest.mark.parametrize(("name", "size", "arm", "coords", "window"), [
+    ("maze", 5, "interleaved", True, 3), ("maze", 7, "visual", False, 1), ("jigsaw", 3, "interleaved", True, 3),
+    ("maze", 4, "text", True, 3), ("gravity", 4, "interleaved", False, 3), ("gravity", 5, "visual", True, 5)])
+def test_cache_matches_full_forward(name, size, arm, coords, window):
     torch.manual_seed(0)
-    model = InterleavedTransformer(dataclasses.replace(TINY, coord_words=coords)).eval()
+    model = InterleavedTransformer(dataclasses.replace(TINY, coord_words=coords, edit_window=window)).eval()
     trace = make_trace(make_task(name, size, 4), arm)
     # inference layout: generated images appear once, clean
     batch = collate([pack(trace, train=False)])
@@ -377,7 +397,7 @@ def test_cache_matches_full_forward(name, size, arm, coords):
         return
     # training layout: every noisy block's velocity equals the cached image-mode pass (the second and third
     # gravity pictures edit the one before them)
-    batch = collate([pack(trace, train=True)], torch.Generator().manual_seed(1))
+    batch = collate([pack(trace, train=True, window=window)], torch.Generator().manual_seed(1))
     noisy = batch["kind"] == NOISY
     x_t = torch.randn(int(noisy.sum()), 3 * CELL * CELL)
     _, h = model(batch, x_t, batch["t"])
@@ -538,6 +558,8 @@ def test_base_traces_and_draw_has_no_source_image():
     # an arm's sketch edits the problem image
     q = pack(make_trace(task, "visual"))
     assert torch.equal(q.cond[0], image_to_patches(task.render()))
+    wide = pack(make_trace(task, "visual"), window=3).cond[0]  # [N, 9 * pd]: the middle block is the cell
+    assert torch.equal(wide.view(25, 9, -1)[:, 4], q.cond[0])
     with pytest.raises(ValueError, match="kind"):
         base_trace(task, "solve")
 
@@ -660,7 +682,8 @@ def test_experiment_is_the_same_in_workers():
     from labcore.thinkmorph.experiment import plan, run_experiment, variant_config
 
     cfg = dataclasses.replace(SMOKE, steps=3, base_steps=2, control_steps=2, batch_size=2, seeds=(0, 1),
-                              arms=("text", "interleaved"), ablation_arms=("text",), maze_train=(4,),
+                              arms=("text", "interleaved"), ablation_arms=("text",), ablation_mix="paper",
+                              maze_train=(4,),
                               maze_heldout=(), jigsaw_train=(2,), eval_per_size=2, probe_per_size=1, bon_per_size=1,
                               best_of_n=2, max_new_tokens=6)
     assert plan(cfg) == [("main", 0, "paper", cfg.arms), ("main", 0, "control", cfg.arms),

@@ -32,6 +32,7 @@ class ModelConfig:
     time_shift: float = 1.0  # a in t' = a t / (1 + (a - 1) t) for training times and the sampler grid (1 = none)
     vocab_size: int = len(VOCAB)  # the trace vocabulary
     coord_words: bool = True  # a patch also embeds the number words of its row and column (coordinates for free)
+    edit_window: int = 3  # a drawn patch reads this window x window of cells of the picture it edits (odd)
 
     def __post_init__(self):
         for name in ("d_model", "n_layer", "n_head", "patch", "max_len", "flow_steps"):
@@ -45,10 +46,17 @@ class ModelConfig:
             raise ValueError(f"flow_weight must be >= 0, got {self.flow_weight}")
         if self.time_shift < 1:
             raise ValueError(f"time_shift must be >= 1, got {self.time_shift}")
+        if self.edit_window < 1 or self.edit_window % 2 == 0:
+            raise ValueError(f"edit_window must be an odd int >= 1, got {self.edit_window}")
 
     @property
     def patch_dim(self) -> int:
         return self.patch * self.patch * 3
+
+    @property
+    def cond_dim(self) -> int:
+        """What a noisy slot reads of the picture it edits: its cell's edit_window^2 neighbourhood."""
+        return self.edit_window ** 2 * self.patch_dim
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class ThinkMorphConfig:
     seeds: tuple[int, ...] = (0,)  # the main runs repeat per seed (init and batches): a trend counts only
     # when it clears the spread between seeds (as in chapter 2)
     ablation_arms: tuple[str, ...] = ("text", "interleaved")  # rerun with model.coord_words flipped; () = none
+    ablation_mix: str = "control"  # the ablation reruns "paper" (tasks) or "control" (control_tasks)
     ablation_seeds: tuple[int, ...] = (0,)  # seeds of the ablation runs
     text_mix: float = 0.2  # share of the interleaved arm's training traces that are text-only (mode switching)
     oracle_fixes: tuple[float, ...] = (0.25, 0.5, 0.75)  # partial oracle: fractions of drawn cells repaired
@@ -115,6 +124,9 @@ class ThinkMorphConfig:
         bad = [a for a in self.ablation_arms if a not in self.arms]
         if bad:
             raise ValueError(f"ablation_arms must be a subset of arms {self.arms}, got {self.ablation_arms}")
+        if self.ablation_mix not in ("paper", "control") or (self.ablation_mix == "control" and not self.control_tasks):
+            raise ValueError(f"ablation_mix must be 'paper' or 'control' (needs control_tasks), "
+                             f"got {self.ablation_mix!r}")
         if not 0.0 <= self.text_mix < 1.0:
             raise ValueError(f"text_mix must be in [0, 1), got {self.text_mix}")
         if any(not 0.0 < f < 1.0 for f in self.oracle_fixes):
@@ -135,13 +147,13 @@ SMOKE = ThinkMorphConfig(
     steps=20, base_steps=10, control_steps=10, batch_size=8, warmup=4, maze_train=(4,), maze_heldout=(5,),
     gravity_train=(4,), eval_per_size=4, probe_per_size=2, best_of_n=2, bon_per_size=2, max_new_tokens=48,
     ablation_arms=("text",), oracle_fixes=(0.5,), threads=1)
-# cpu: two seeds of a 300-step base, four arms x 1200 steps on the paper's tasks and four arms x 600 on the
-# control (the control's traces are longer: three drawn pictures), plus the text / interleaved ablation on
-# one seed: ~1400 s of process time, in two one-thread workers ~12 minutes on two cores
+# cpu: two seeds of a 300-step base, four arms x 900 steps on the paper's tasks and four arms x 800 on the
+# control (4x4 grids: three drawn pictures per trace), plus the text / interleaved ablation on the control
+# for one seed; two one-thread workers share the jobs (about 1600 s of process time on a busy machine)
 CPU = ThinkMorphConfig(
     model=ModelConfig(d_model=64, n_layer=3, n_head=4, flow_steps=8, time_shift=3.0),
-    steps=1200, base_steps=300, control_steps=600, batch_size=16, lr=3e-3, warmup=40, eval_per_size=32,
-    probe_per_size=16, best_of_n=6, bon_per_size=4, seeds=(0, 1), workers=2, threads=1)
+    steps=900, base_steps=300, control_steps=800, batch_size=16, lr=3e-3, warmup=40, gravity_train=(4,),
+    eval_per_size=32, probe_per_size=16, best_of_n=6, bon_per_size=4, seeds=(0, 1), workers=2, threads=1)
 GPU = ThinkMorphConfig(
     model=ModelConfig(d_model=256, n_layer=6, n_head=8, flow_steps=16, time_shift=3.0),
     steps=4000, base_steps=1500, control_steps=2000, batch_size=64, lr=5e-4, warmup=200, eval_per_size=128,

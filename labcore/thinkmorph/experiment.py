@@ -1,7 +1,7 @@
 """The chapter's experiment as jobs: per seed a base stage, then every reasoning arm fine-tuned from it,
 once on the paper's tasks and once on the positive control, and scored (test sets, image probes, the
-partial oracle, best-of-N); the coordinate ablation repeats the base and some paper-task arms with
-`coord_words` flipped. Used in notebooks/06_thinkmorph.ipynb, section "Training
+partial oracle, best-of-N); the coordinate ablation repeats the base and some arms, on the tasks of
+cfg.ablation_mix, with `coord_words` flipped. Used in notebooks/06_thinkmorph.ipynb, section "Training
 the four arms on equal budgets"; the sections after it read the returned results.
 
 A job is a pure function of its config (seed included), so the results do not depend on how the jobs are
@@ -57,22 +57,24 @@ def variant_config(cfg: ThinkMorphConfig, variant: str, seed: int, mix: str) -> 
         raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     model = cfg.model if variant == "main" else dataclasses.replace(cfg.model, coord_words=not cfg.model.coord_words)
     out = dataclasses.replace(cfg, seed=seed, model=model)
+    # one job's config has no control of its own, so it plans no ablation on one either
     if mix == "control":
-        return dataclasses.replace(out, tasks=cfg.control_tasks, control_tasks=(), steps=cfg.control_steps)
+        return dataclasses.replace(out, tasks=cfg.control_tasks, control_tasks=(), steps=cfg.control_steps,
+                                   ablation_mix="paper")
     if mix == "base":
-        return dataclasses.replace(out, tasks=cfg.tasks + cfg.control_tasks, control_tasks=())
+        return dataclasses.replace(out, tasks=cfg.tasks + cfg.control_tasks, control_tasks=(), ablation_mix="paper")
     return out
 
 
 def plan(cfg: ThinkMorphConfig) -> list[tuple[str, int, str, tuple[str, ...]]]:
     """(variant, seed, mix, arms) for every group of arm runs that share a base: per seed the paper's
-    tasks and the control, then the ablation (paper's tasks only)."""
+    tasks and the control, then the ablation (on cfg.ablation_mix)."""
     chains = []
     for s in cfg.seeds:
         chains.append(("main", s, "paper", cfg.arms))
         if cfg.control_tasks:
             chains.append(("main", s, "control", cfg.arms))
-    chains += [("ablation", s, "paper", cfg.ablation_arms) for s in cfg.ablation_seeds if cfg.ablation_arms]
+    chains += [("ablation", s, cfg.ablation_mix, cfg.ablation_arms) for s in cfg.ablation_seeds if cfg.ablation_arms]
     return chains
 
 

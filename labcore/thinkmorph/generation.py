@@ -14,7 +14,7 @@ import torch
 from labcore.rae.flow import euler_sample
 from labcore.thinkmorph.model import InterleavedTransformer, RaggedKVCache
 from labcore.thinkmorph.packing import CLEAN, NOISY, attention_mask, collate, pack, shift_dims
-from labcore.thinkmorph.patches import edit_source, image_to_patches, patches_to_image
+from labcore.thinkmorph.patches import edit_source, image_to_patches, neighbourhood, patches_to_image
 from labcore.thinkmorph.traces import (
     END_ANSWER,
     EOS,
@@ -40,7 +40,7 @@ def _text_inputs(model: InterleavedTransformer, tokens: torch.Tensor, pos: torch
 def _image_inputs(model: InterleavedTransformer, x: torch.Tensor, side: int, start: torch.Tensor,
                   t: torch.Tensor | None, cond: torch.Tensor | None = None) -> torch.Tensor:
     """Embed image patches x [b, N, pd] starting at positions start [b]; noisy when t [b] is given
-    (then cond [b, N, pd] is the image it edits)."""
+    (then cond [b, N, pd] is the image it edits; each cell reads its cfg.edit_window neighbourhood)."""
     b, N, _ = x.shape
     dev = x.device
     i = torch.arange(N, device=dev)
@@ -49,7 +49,9 @@ def _image_inputs(model: InterleavedTransformer, x: torch.Tensor, side: int, sta
     kind = torch.full((b, N), NOISY if t is not None else CLEAN, device=dev)
     tok = torch.full((b, N), PAD, device=dev)
     t_slots = None if t is None else t[:, None].expand(b, N).reshape(-1)  # [b * N]
-    return model.embed(tok, kind, pos, row, col, x, t_slots, None if cond is None else cond.reshape(b * N, -1))
+    if cond is not None:
+        cond = neighbourhood(cond, side, model.cfg.edit_window).reshape(b * N, -1)  # [b * N, cond_dim]
+    return model.embed(tok, kind, pos, row, col, x, t_slots, cond)
 
 
 def draw_image(model: InterleavedTransformer, cache: RaggedKVCache, rows: torch.Tensor, side: int,

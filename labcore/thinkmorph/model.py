@@ -64,7 +64,8 @@ class InterleavedTransformer(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, d)
         self.patch_in = nn.Linear(cfg.patch_dim, d)  # RGB patch -> token (linear embedding)
         self.noisy_emb = nn.Parameter(torch.zeros(d))  # marks noisy slots
-        self.cond_in = nn.Linear(cfg.patch_dim, d)  # the edited image's patch under a noisy slot
+        # the edited picture's cells around a noisy slot (a convolution over that picture when edit_window > 1)
+        self.cond_in = nn.Linear(cfg.cond_dim, d)
         self.time_emb = TimestepEmbedder(d)  # flow time t of noisy slots
         # fixed sinusoids (they extend to unseen lengths and grid sizes) through learned projections
         self.pos_proj = nn.Linear(d, d, bias=False)
@@ -94,8 +95,8 @@ class InterleavedTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def embed(self, tokens, kind, pos, row, col, patches, t=None, cond=None) -> torch.Tensor:
-        """Inputs [B, T] (patches [B, T, pd]; t [P] and cond [P, pd] for the NOISY slots in row-major
-        order) -> [B, T, d]. A noisy slot also embeds cond, the edited image's patch at its cell, so
+        """Inputs [B, T] (patches [B, T, pd]; t [P] and cond [P, cond_dim] for the NOISY slots in row-major
+        order) -> [B, T, d]. A noisy slot also embeds cond, the edited image's cells around its own, so
         drawing the visual thought means learning what to change, not how to copy the whole grid."""
         B, T = tokens.shape
         d = self.cfg.d_model

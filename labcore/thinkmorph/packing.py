@@ -19,7 +19,7 @@ import torch
 
 from labcore.nn import IGNORE_INDEX
 from labcore.rae.flow import sample_t, shift_timesteps
-from labcore.thinkmorph.patches import edit_source, image_to_patches
+from labcore.thinkmorph.patches import edit_source, image_to_patches, neighbourhood
 from labcore.thinkmorph.tasks import CELL
 from labcore.thinkmorph.traces import IMAGE_END, PAD, Segment, Text, encode
 
@@ -44,13 +44,14 @@ class Packed:
     target: list[int] = field(default_factory=list)  # next-token target or IGNORE_INDEX
     patches: list[torch.Tensor] = field(default_factory=list)  # [N, pd] per image block, in order
     image_of: list[int] = field(default_factory=list)  # index of the generated image (-1 otherwise)
-    cond: list[torch.Tensor] = field(default_factory=list)  # [N, pd] per noisy block: the image it edits
+    cond: list[torch.Tensor] = field(default_factory=list)  # [N, w*w*pd] per noisy block: the image it edits
 
 
-def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
+def pack(trace: list[Segment], patch: int = CELL, train: bool = True, window: int = 1) -> Packed:
     """Flatten a trace. Text targets: the next token, when it is a text token with loss, except the
     forced `<image_end>`; image slots have no text target. With train=True, generated images get the
-    noisy block before the clean one."""
+    noisy block before the clean one, and each noisy block the image it edits as `cond`, every cell with its
+    window x window neighbourhood (the model's cfg.edit_window)."""
     p = Packed()
     trained: list[bool] = []  # per position: a text token that carries loss
     n_gen = 0
@@ -77,7 +78,7 @@ def pack(trace: list[Segment], patch: int = CELL, train: bool = True) -> Packed:
                 put(PAD, kind, start + i, i // side, i % side, gid, n_gen if kind == NOISY else -1, False)
             p.patches.append(x)
             if kind == NOISY:
-                p.cond.append(edit_source(latest, x.shape[0], x.shape[1]))
+                p.cond.append(neighbourhood(edit_source(latest, x.shape[0], x.shape[1]), side, window))
         latest = x
         n_gen += int(train and seg.generated)
     # position q predicts token q+1 when that token is trained text (not the forced <image_end>)
@@ -128,6 +129,7 @@ def collate(packs: list[Packed], generator: torch.Generator | None = None,
         group[b, len(p.tokens):] = -10_000 - torch.arange(T - len(p.tokens))
     batch["group"] = group
     pd = packs[0].patches[0].shape[-1] if any(p.patches for p in packs) else 3 * CELL * CELL
+    cd = next((p.cond[0].shape[-1] for p in packs if p.cond), pd)
     patches = torch.zeros(B, T, pd)
     image_base = 0
     for b, p in enumerate(packs):
@@ -141,7 +143,7 @@ def collate(packs: list[Packed], generator: torch.Generator | None = None,
     batch["patches"] = patches
     noisy = batch["kind"] == NOISY
     conds = [c for p in packs for c in p.cond]
-    batch["cond"] = torch.cat(conds) if conds else torch.zeros(0, pd)  # [P, pd], like x_t
+    batch["cond"] = torch.cat(conds) if conds else torch.zeros(0, cd)  # [P, w*w*pd], row-aligned with x_t
     t_img = sample_t(image_base, generator, "logit_normal")  # [n_images]
     if time_shift != 1.0:
         t_img = shift_timesteps(t_img, *shift_dims(time_shift))

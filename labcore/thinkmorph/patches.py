@@ -23,6 +23,23 @@ def patches_to_image(patches: torch.Tensor, side: int, patch: int = CELL) -> np.
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
 
 
+def neighbourhood(x: torch.Tensor, side: int, window: int = 1) -> torch.Tensor:
+    """x [..., N, pd] patches of a side x side grid -> [..., N, window^2 * pd]: each cell's window x window
+    neighbourhood (zeros outside the grid), rows then columns, the cell itself in the middle. window = 1 is
+    x itself; 3 is what a 3x3 convolution over the grid reads."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be an odd int >= 1, got {window}")
+    if x.shape[-2] != side * side:
+        raise ValueError(f"x must hold side^2 = {side * side} patches, got {x.shape[-2]}")
+    if window == 1:
+        return x
+    h = window // 2
+    grid = x.reshape(*x.shape[:-2], side, side, x.shape[-1])
+    padded = torch.nn.functional.pad(grid, (0, 0, h, h, h, h))  # zeros around the grid
+    parts = [padded[..., i:i + side, j:j + side, :] for i in range(window) for j in range(window)]
+    return torch.cat(parts, -1).reshape(*x.shape[:-1], window * window * x.shape[-1])
+
+
 def edit_source(latest: torch.Tensor | None, n: int, patch_dim: int) -> torch.Tensor:
     """What a drawn image of n patches is conditioned on, patch by patch: the latest image before it
     [N, pd] when that has the same shape (a drawn image is an edit of the picture before it, as in

@@ -79,7 +79,7 @@ def make_batch_fn(arm: str, cfg: ThinkMorphConfig, device: str | torch.device = 
                 trace = base_trace(task, kind)
             else:
                 trace = make_trace(task, "text" if arm == "interleaved" and text_only else arm)
-            traces.append(pack(trace, cfg.model.patch))
+            traces.append(pack(trace, cfg.model.patch, window=cfg.model.edit_window))
         return collate(traces, g, device, cfg.model.time_shift)
     return batch_fn
 
