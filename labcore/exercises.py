@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labcore.nn import IGNORE_INDEX
 from labcore.testing import compare
 
 
@@ -185,7 +186,7 @@ def _autodeco_inputs(n: dict[str, int], gen: torch.Generator) -> tuple[torch.Ten
     B, T, V = n["B"], n["T"], n["V"]
     logits = torch.randn(B, T, V, generator=gen) * 2
     labels = torch.randint(0, V, (B, T), generator=gen)
-    labels[:, :2] = -100  # a prompt that carries no loss
+    labels[:, :2] = IGNORE_INDEX  # a prompt that carries no loss
     labels[0, -1] = logits[0, -1].argmax()  # at least one easy token
     return (logits, torch.rand(B, T, generator=gen) * 1.8 + 0.1, torch.rand(B, T, generator=gen) * 0.9 + 0.05,
             labels)

@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from labcore.autodeco.soft_top_p import soft_top_p
+from labcore.nn import IGNORE_INDEX
 from labcore.validate import check_ids, check_real, check_tensor
-
-IGNORE = -100
 
 
 def autodeco_loss(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
@@ -28,10 +27,10 @@ def autodeco_loss(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.
     check_tensor("logits", logits, min_dim=1, kind="float")
     lead = tuple(logits.shape[:-1])
     check_tensor("labels", labels, shape=lead)
-    check_ids("labels", labels, logits.shape[-1], ignore=IGNORE)
+    check_ids("labels", labels, logits.shape[-1], ignore=IGNORE_INDEX)
     check_tensor("temperature", temperature, shape=lead)
     check_tensor("top_p", top_p, shape=lead)
-    valid = labels != IGNORE
+    valid = labels != IGNORE_INDEX
     if not valid.any():
         raise ValueError("labels has no valid (!= -100) position")
     logits, T, P, y = logits[valid].float(), temperature[valid], top_p[valid], labels[valid]  # [N, V], [N]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from labcore.nn import IGNORE_INDEX
 from labcore.tokenizer import ByteTokenizer
 
 PROBLEM_LEN = 7  # bytes per problem: NN=a+b;
@@ -43,7 +44,7 @@ def random_problems(count: int, generator: torch.Generator) -> list[str]:
 
 def training_batch(batch_size: int, problems_per_row: int, tokenizer: ByteTokenizer,
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, labels) [B, L] for next-token training; labels are -100 except on answer bytes."""
+    """(input_ids, labels) [B, L] for next-token training; labels are IGNORE_INDEX (-100) except on answer bytes."""
     rows, labels = [], []
     for _ in range(batch_size):
         text = "".join(random_problems(problems_per_row + 1, generator))
@@ -51,7 +52,7 @@ def training_batch(batch_size: int, problems_per_row: int, tokenizer: ByteTokeni
         x, y = ids[:-1], ids[1:].clone()
         # position j predicts byte j+1; keep only targets that are answer bytes (offsets 3..6 in a problem)
         offset_in_problem = (torch.arange(1, ids.numel()) % PROBLEM_LEN)
-        y[offset_in_problem < PROMPT_LEN] = -100
+        y[offset_in_problem < PROMPT_LEN] = IGNORE_INDEX
         rows.append(x[: problems_per_row * PROBLEM_LEN])
         labels.append(y[: problems_per_row * PROBLEM_LEN])
     return torch.stack(rows), torch.stack(labels)

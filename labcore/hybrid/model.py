@@ -14,15 +14,15 @@ tied to the embedding. No positional encoding anywhere: KDA's decay and short co
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
 from labcore.hybrid.cache import HybridCache
 from labcore.hybrid.mla import MultiHeadLatentAttention
-from labcore.nn import Attention
-from labcore.nn.blocks import RMSNorm, SwiGLU
+from labcore.nn import Attention, matched_hidden, normal_init, scale_residual_init
+from labcore.nn.blocks import RMSNorm, SwiGLU, swiglu_hidden
 
 LAYER_KINDS = ("kda", "mla", "attn")
 INITS = ("normal", "torch")
@@ -122,14 +122,6 @@ def make_mixer(kind: str, cfg: HybridConfig) -> nn.Module:
     raise ValueError(f"layer kind must be one of {LAYER_KINDS}, got {kind!r}")
 
 
-def _init_weights(m: nn.Module) -> None:
-    # fla's _init_weights: every Linear and Conv1d (KDA's short convs too) ~ N(0, 0.02), zero biases
-    if isinstance(m, (nn.Linear, nn.Conv1d)):
-        nn.init.normal_(m.weight, 0.0, INIT_STD)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-
-
 class HybridBlock(nn.Module):
     """Pre-norm block: x + mixer(norm1(x)); x + SwiGLU(norm2(x))."""
 
@@ -168,11 +160,8 @@ class HybridLM(nn.Module):
             # 0.07 for a Linear from d_model 64, 0.29 for a 4-tap depthwise conv), which Adam moves slowly.
             keep_torch = block.kind == "kda" and cfg.init == "torch"
             for m in ([block.mlp] if keep_torch else [block.mlp, block.mixer]):
-                m.apply(_init_weights)
-        for name, p in self.named_parameters():
-            # GPT-2: scale residual output projections by 1/sqrt(2L) so the stream starts small
-            if name.endswith(("o_proj.weight", "mixer.proj.weight", "mlp.down.weight")):
-                nn.init.normal_(p, 0.0, INIT_STD / (2 * cfg.n_layer) ** 0.5)
+                normal_init(m, INIT_STD, (nn.Linear, nn.Conv1d))  # fla: KDA's short convs too
+        scale_residual_init(self, ("o_proj.weight", "mixer.proj.weight", "mlp.down.weight"), cfg.n_layer, INIT_STD)
 
     @property
     def layer_types(self) -> tuple[str, ...]:
@@ -237,13 +226,5 @@ def match_params(cfg: HybridConfig, target: int) -> HybridConfig:
     The ratio ablation compares models at equal parameters: KDA and MLA layers differ in size, so the
     MLP of each variant absorbs the difference (each hidden unit costs 3 * d_model per layer).
     """
-    from dataclasses import replace
-
-    if target <= 0:
-        raise ValueError(f"target must be > 0, got {target}")
-    h0 = cfg.mlp_hidden or 16 * ((8 * cfg.d_model // 3 + 15) // 16)
-    base = count_params(replace(cfg, mlp_hidden=h0))
-    h = h0 + round((target - base) / (3 * cfg.d_model * cfg.n_layer))
-    if h < 1:
-        raise ValueError(f"target {target} is too small for {cfg.ratio} (needs mlp_hidden {h} < 1)")
-    return replace(cfg, mlp_hidden=h)
+    default = cfg.mlp_hidden or swiglu_hidden(cfg.d_model)
+    return replace(cfg, mlp_hidden=matched_hidden(lambda h: HybridLM(replace(cfg, mlp_hidden=h)), target, default))

@@ -11,8 +11,8 @@ from labcore.nn.blocks import (
     swiglu_hidden,
 )
 from labcore.nn.cache import GrowingCache, KVCache, tensor_bytes
-from labcore.nn.gpt import GPT, Block, GPTConfig, init_gpt_weights
+from labcore.nn.gpt import GPT, Block, GPTConfig, init_gpt_weights, normal_init, scale_residual_init
 
 __all__ = ["Attention", "causal_mask", "KVCache", "GrowingCache", "tensor_bytes", "RMSNorm", "SwiGLU",
            "swiglu_hidden", "matched_hidden", "count_params", "IGNORE_INDEX", "CausalConv1d", "GPT", "GPTConfig",
-           "Block", "init_gpt_weights"]
+           "Block", "init_gpt_weights", "normal_init", "scale_residual_init"]

@@ -46,19 +46,32 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
-def init_gpt_weights(model: nn.Module, n_layer: int) -> None:
-    """GPT-2 init: N(0, 0.02) for Linear/Embedding weights, zero biases, and the residual projections
-    inside `blocks` (attention `proj`, MLP `down`) scaled by 1/sqrt(2 n_layer)."""
+def normal_init(module: nn.Module, std: float = 0.02,
+                kinds: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding)) -> None:
+    """Every submodule of `kinds` gets weight ~ N(0, std) and a zero bias (nanoGPT's and fla's init)."""
     def init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, kinds):
+            nn.init.normal_(m.weight, 0.0, std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    model.apply(init)  # post-order, as nanoGPT: keeps the RNG stream (and so the numbers) it always had
+    module.apply(init)  # post-order, as nanoGPT: keeps the RNG stream (and so the numbers) it always had
+
+
+def scale_residual_init(model: nn.Module, suffixes: tuple[str, ...], n_layer: int, std: float = 0.02,
+                        within: str = "") -> None:
+    """GPT-2: the projections that write into the residual stream (parameter names ending in `suffixes`,
+    containing `within`) get std / sqrt(2 n_layer), so the stream's variance starts independent of depth."""
     for name, p in model.named_parameters():
-        if name.endswith(("proj.weight", "down.weight")) and "blocks" in name:
-            nn.init.normal_(p, 0.0, 0.02 / (2 * n_layer) ** 0.5)
+        if name.endswith(suffixes) and within in name:
+            nn.init.normal_(p, 0.0, std / (2 * n_layer) ** 0.5)
+
+
+def init_gpt_weights(model: nn.Module, n_layer: int) -> None:
+    """GPT-2 init: N(0, 0.02) for Linear/Embedding weights, zero biases, and the residual projections
+    inside `blocks` (attention `proj`, MLP `down`) scaled by 1/sqrt(2 n_layer)."""
+    normal_init(model)
+    scale_residual_init(model, ("proj.weight", "down.weight"), n_layer, within="blocks")
 
 
 class GPT(nn.Module):
