@@ -363,18 +363,21 @@ def test_lab_configs_are_valid():
 # ---- KV-cached decoding, chunk-aligned baseline sampling, FLOPs ------------------------------------------
 
 def test_cached_blocks_match_full_forward():
-    """Prefill 5 tokens then 1 at a time: the logits equal one causal pass over the whole sequence."""
+    """Prefill 5 tokens, then 1 at a time, then 2: the logits equal one causal pass over the whole sequence."""
     torch.manual_seed(0)
     g = GPT(GPTConfig(vocab_size=13, block_size=10, n_layer=2, n_head=2, d_model=16)).eval()
     ids = torch.randint(0, 13, (3, 9))
     x, cache = cached_blocks(g.blocks, g.tok_emb(ids[:, :5]) + g.pos_emb(torch.arange(5)), [])
     hs = [x]
-    for t in range(5, 9):
+    for t in range(5, 7):
         x, cache = cached_blocks(g.blocks, g.tok_emb(ids[:, t:t + 1]) + g.pos_emb(torch.tensor([t])), cache)
         hs.append(x)
+    x, cache = cached_blocks(g.blocks, g.tok_emb(ids[:, 7:9]) + g.pos_emb(torch.arange(7, 9)), cache)
+    hs.append(x)
+    assert [c.seq_len for c in cache] == [9, 9]
     torch.testing.assert_close(g.lm_head(g.norm(torch.cat(hs, 1))), g(ids), atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="one at a time"):
-        cached_blocks(g.blocks, g.tok_emb(ids[:, :2]), cache)
+    with pytest.raises(ValueError, match="one KVCache per block"):
+        cached_blocks(g.blocks, g.tok_emb(ids[:, :2]), cache[:1])
 
 
 def test_gpt_generate_and_errors():

@@ -19,13 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from labcore.calm.autoencoder import CALMAutoencoder
 from labcore.calm.energy import EnergyHead, energy_score_loss
 from labcore.calm.sampling import sample_batch_approx, sample_exact
-from labcore.nn import GPT, Block, GPTConfig, RMSNorm
+from labcore.nn import GPT, Block, GPTConfig, KVCache, RMSNorm
 
 
 @dataclass(frozen=True)
@@ -52,29 +51,22 @@ class CALMConfig:
             raise ValueError(f"n_samples must be >= 2 (the energy loss needs pairs), got {self.n_samples}")
 
 
-KV = list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values [B, H, t, D]
-
-
-def cached_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: KV) -> tuple[torch.Tensor, KV]:
+def cached_blocks(blocks: nn.ModuleList, x: torch.Tensor,
+                  cache: list[KVCache]) -> tuple[torch.Tensor, list[KVCache]]:
     """Run labcore.nn Blocks (eval mode) on new positions x [B, t, d] after the cached ones.
 
-    An empty cache is a prefill (t >= 1, causal); after that one position at a time (t = 1), attending to
-    every cached key. Returns the blocks' output [B, t, d] and the grown cache.
+    An empty cache is a prefill; after it, new positions attend causally to every cached key. Each block's
+    attention is `labcore.nn.Attention` with its growing KVCache (no copy of the whole cache per step).
+    Returns the blocks' output [B, t, d] and the grown caches, one per block.
     """
-    if cache and x.shape[1] != 1:
-        raise ValueError(f"after the prefill, positions come one at a time, got t={x.shape[1]}")
-    B, t, C = x.shape
+    if cache and len(cache) != len(blocks):
+        raise ValueError(f"cache must hold one KVCache per block ({len(blocks)}), got {len(cache)}")
     grown = []
     for i, blk in enumerate(blocks):
-        a = blk.attn
-        q, k, v = a.qkv(blk.norm1(x)).view(B, t, 3, a.n_head, a.head_dim).unbind(2)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, t, D]
-        if cache:
-            k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=not cache)  # [B, H, t, D]
-        x = x + a.proj(y.transpose(1, 2).reshape(B, t, C))
+        y, layer_cache = blk.attn(blk.norm1(x), cache=cache[i] if cache else None, use_cache=True)
+        x = x + y
         x = x + blk.mlp(blk.norm2(x))
-        grown.append((k, v))
+        grown.append(layer_cache)
     return x, grown
 
 
@@ -181,7 +173,7 @@ class CALM(nn.Module):
             ids = torch.cat([ids, chunk], dim=1)
             if step == n_chunks - 1:
                 break
-            seen = cache[0][0].shape[2]  # chunk positions in the cache
+            seen = cache[0].seq_len  # chunk positions in the cache
             if seen < W:
                 x, cache = cached_blocks(self.blocks, self._inputs(chunk, start=seen), cache)
             else:  # window full: start again on the last W chunks (as an uncached model would)
@@ -245,7 +237,7 @@ def gpt_generate(model: GPT, prompt: torch.Tensor, n_tokens: int, temp: float = 
         ids = torch.cat([ids, nxt], dim=1)
         if step == n_tokens - 1:
             break
-        seen = cache[0][0].shape[2]
+        seen = cache[0].seq_len
         if seen < W:
             x, cache = cached_blocks(model.blocks, embed(nxt, seen), cache)
         else:
@@ -280,8 +272,9 @@ def gpt_chunk_decode(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: int
         # rows grouped by window b: [B, n*C, d], row r = draw * C + chunk
         t = tokens[-1].permute(1, 0, 2).reshape(B, n * C)
         h = model.tok_emb(t) + model.pos_emb(ends.repeat(n) + j - 1)
-        for blk, (kp, vp), mine in zip(model.blocks, prefix, own):
+        for blk, pre, mine in zip(model.blocks, prefix, own, strict=True):
             a = blk.attn
+            kp, vp = pre.k.transpose(1, 2), pre.v.transpose(1, 2)  # [B, H, T-1, D]
             q, k, v = a.qkv(blk.norm1(h)).view(B, n * C, 3, a.n_head, a.head_dim).unbind(2)  # [B, R, H, D]
             mine.append((k, v))
             ko, vo = torch.stack([m[0] for m in mine], 3), torch.stack([m[1] for m in mine], 3)  # [B, R, H, j, D]
