@@ -34,6 +34,15 @@ def test_causal_and_masked_match_naive(B, T, H, D):
     assert_close("mask", naive_attention(attn, x, bidirectional_pairs), attn(x, mask=bidirectional_pairs)[0], 1e-5)
 
 
+def test_vit_attention_is_bidirectional_with_biases():
+    """causal=False (the ViT/DiT blocks): mask=None lets every position see every other; bias=True adds them."""
+    torch.manual_seed(0)
+    attn = Attention(12, 3, bias=True, causal=False)
+    assert attn.qkv.bias is not None and attn.proj.bias is not None
+    x = torch.randn(2, 5, 12)
+    assert_close("bidirectional", naive_attention(attn, x, torch.ones(2, 5, 5, dtype=torch.bool)), attn(x)[0], 1e-5)
+
+
 def test_cached_decoding_equals_full_forward():
     torch.manual_seed(0)
     attn = Attention(16, 2)
@@ -59,6 +68,8 @@ def test_refuses_bad_input():
         attn(torch.randn(1, 1, 16), cache=cache)
     with pytest.raises(ValueError, match="n_head"):
         Attention(16, 0)
+    with pytest.raises(ValueError, match="divisible by n_head"):
+        Attention(16, 3)
 
 
 def test_matched_hidden_picks_the_closest_width():

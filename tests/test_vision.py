@@ -95,7 +95,7 @@ def test_ditblock_matches_naive(per_token):
     h = x.clone()
     s1, sc1, g1, s2, sc2, g2 = (mods if per_token else mods[:, None].expand(-1, 7, -1)).chunk(6, -1)
     ln = torch.nn.functional.layer_norm
-    h = h + g1 * blk.attn(ln(h, (16,), eps=1e-6) * (1 + sc1) + s1)
+    h = h + g1 * blk.attn(ln(h, (16,), eps=1e-6) * (1 + sc1) + s1)[0]
     out = h + g2 * blk.mlp(ln(h, (16,), eps=1e-6) * (1 + sc2) + s2)
     assert_close("dit", out, blk(x, c), 1e-5)  # same ops in the same order: fp32 round-off only
     assert torch.equal(modulate(x, c[..., :16] if per_token else c, c if per_token else c),

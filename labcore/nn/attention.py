@@ -43,28 +43,37 @@ class Attention(nn.Module):
     Args:
         d_model: residual width.
         n_head: H.
-        head_dim: D (default d_model // n_head).
+        head_dim: D (default d_model // n_head; then n_head must divide d_model).
         dropout: on the attention probabilities, in training only.
+        bias: biases on the qkv and output projections (ViT / DiT have them, GPTs here do not).
+        causal: with mask=None, attend to earlier positions only (False: every position, as in a ViT).
     """
 
-    def __init__(self, d_model: int, n_head: int, head_dim: int | None = None, dropout: float = 0.0):
+    def __init__(self, d_model: int, n_head: int, head_dim: int | None = None, dropout: float = 0.0,
+                 bias: bool = False, causal: bool = True):
         super().__init__()
-        head_dim = d_model // n_head if head_dim is None and isinstance(n_head, int) and n_head > 0 else head_dim
+        if head_dim is None and isinstance(n_head, int) and n_head > 0:
+            if isinstance(d_model, int) and d_model % n_head:
+                raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head}) when head_dim "
+                                 "is not given")
+            head_dim = d_model // n_head
         for name, val in (("d_model", d_model), ("n_head", n_head), ("head_dim", head_dim)):
             if not isinstance(val, int) or val <= 0:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.d_model, self.n_head, self.head_dim, self.dropout = d_model, n_head, head_dim, dropout
-        self.qkv = nn.Linear(d_model, 3 * n_head * head_dim, bias=False)
-        self.proj = nn.Linear(n_head * head_dim, d_model, bias=False)
+        self.causal = causal
+        self.qkv = nn.Linear(d_model, 3 * n_head * head_dim, bias=bias)
+        self.proj = nn.Linear(n_head * head_dim, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None,
                 use_cache: bool = False) -> tuple[torch.Tensor, KVCache | None]:
         """
         Args:
             x: [B, T, d_model].
-            mask: None for causal attention over the cached and new positions, else bool [T, S] or
+            mask: None for causal attention over the cached and new positions (every position when the
+                module was built with causal=False), else bool [T, S] or
                 [B, T, S] over the S = cache.seq_len + T keys (True = may attend).
             cache: keys and values of earlier tokens; the returned cache has this chunk appended.
             use_cache: return a cache even when none was passed in (prefill).
@@ -85,8 +94,8 @@ class Attention(nn.Module):
             cache = KVCache(k, v)
         S = k.shape[1]
         if mask is None:
-            mask = causal_mask(T, S, x.device)
-            is_causal = mask is None and T > 1
+            mask = causal_mask(T, S, x.device) if self.causal else None
+            is_causal = self.causal and mask is None and T > 1
         else:
             if mask.dtype != torch.bool or mask.shape[-2:] != (T, S) or mask.dim() not in (2, 3):
                 raise ValueError(f"mask must be bool [T={T}, S={S}] or [B, T, S], got {mask.dtype} "

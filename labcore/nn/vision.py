@@ -1,7 +1,8 @@
 """Vision transformer blocks shared by chapters 5 (RAE) and 6 (ThinkMorph).
 
 Patchify / unpatchify, fixed 2-D sin-cos positions (MAE), the pre-norm ViT block, the sinusoidal
-timestep embedding and the adaLN-Zero DiT block (Peebles & Xie, 2023) with its final layer.
+timestep embedding and the adaLN-Zero DiT block (Peebles & Xie, 2023) with its final layer. Their attention
+is labcore.nn.Attention (with biases, bidirectional), the one every chapter uses.
 Taught in notebooks/05_rae.ipynb, sections "Patches and positions" and "The DiT block".
 
 Layouts: images [B, C, H, W]; token sequences [B, N, D] with N = (H / p) * (W / p) in row-major patch
@@ -17,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labcore.nn.attention import Attention  # bias=True, causal=False: the ViT's attention
+
 __all__ = ["patchify", "unpatchify", "sincos_pos_embed_2d", "timestep_embedding", "modulate",
-           "PatchEmbed", "Attention", "Mlp", "ViTBlock", "TimestepEmbedder", "LabelEmbedder",
+           "PatchEmbed", "Mlp", "ViTBlock", "TimestepEmbedder", "LabelEmbedder",
            "DiTBlock", "FinalLayer"]
 
 
@@ -93,24 +96,6 @@ class PatchEmbed(nn.Module):
 
 # ---- the transformer block -------------------------------------------------------------------------
 
-class Attention(nn.Module):
-    """Bidirectional multi-head self-attention on [B, N, D] (heads as [B, N, H, Dh] inside)."""
-
-    def __init__(self, dim: int, n_head: int):
-        super().__init__()
-        if dim % n_head:
-            raise ValueError(f"dim ({dim}) must be divisible by n_head ({n_head})")
-        self.n_head, self.head_dim = n_head, dim // n_head
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.n_head, self.head_dim).unbind(2)  # [B, N, H, Dh]
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.proj(y.transpose(1, 2).reshape(B, N, D))
-
-
 class Mlp(nn.Module):
     """Linear -> GELU(tanh) -> Linear, the ViT/DiT MLP."""
 
@@ -129,12 +114,12 @@ class ViTBlock(nn.Module):
     def __init__(self, dim: int, n_head: int, mlp_ratio: float = 4.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, n_head)
+        self.attn = Attention(dim, n_head, bias=True, causal=False)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+        x = x + self.attn(self.norm1(x))[0]
         return x + self.mlp(self.norm2(x))
 
 
@@ -200,7 +185,7 @@ class DiTBlock(nn.Module):
     def __init__(self, dim: int, n_head: int, mlp_ratio: float = 4.0, cond_dim: int | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, n_head)
+        self.attn = Attention(dim, n_head, bias=True, causal=False)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim or dim, 6 * dim))
@@ -211,7 +196,7 @@ class DiTBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # [B, (N,) D] each
         if gate1.dim() == 2:
             gate1, gate2 = gate1[:, None], gate2[:, None]
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1))
+        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1))[0]
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
