@@ -22,6 +22,7 @@ so the sha256 in the manifest changes.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -112,53 +113,40 @@ def _load(name: str, model: torch.nn.Module) -> bool:
     return True
 
 
+def _load_or_train(artifact: str, model: torch.nn.Module, rebuild: str, build_if_missing: bool,
+                   train: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """model with the shipped weights of data/<artifact>, frozen; trained in memory by train() when missing."""
+    if not _load(artifact, model):
+        if not build_if_missing:
+            raise FileNotFoundError(f"artifact {artifact!r} missing; run: {rebuild}")
+        print(f"[rae] {artifact} not in data/; training it now (run `{rebuild}` to ship it)")
+        model = train()
+    return freeze(model)
+
+
 def load_encoder(build_if_missing: bool = True) -> ViTEncoder:
     """The shipped digits encoder, frozen (eval, no grad). Trains it in memory when data/ lacks it."""
-    model = ViTEncoder(EncoderConfig())
-    if not _load(ENCODER_ARTIFACT, model):
-        if not build_if_missing:
-            raise FileNotFoundError(f"artifact {ENCODER_ARTIFACT!r} missing; run: {REBUILD}")
-        print(f"[rae] {ENCODER_ARTIFACT} not in data/; training it now (run `{REBUILD}` to ship it)")
-        x, y, _, _ = digits_split()
-        model = train_encoder(x, y)
-    return freeze(model)
+    return _load_or_train(ENCODER_ARTIFACT, ViTEncoder(EncoderConfig()), REBUILD, build_if_missing,
+                          lambda: train_encoder(*digits_split()[:2]))
 
 
 def load_fid_classifier(build_if_missing: bool = True) -> FeatureClassifier:
     """The shipped digits FID feature network, frozen. Trains it in memory when data/ lacks it."""
     cfg = ClassifierConfig()
-    model = FeatureClassifier(1, 10, cfg.feat_dim)
-    if not _load(CLASSIFIER_ARTIFACT, model):
-        if not build_if_missing:
-            raise FileNotFoundError(f"artifact {CLASSIFIER_ARTIFACT!r} missing; run: {REBUILD}")
-        print(f"[rae] {CLASSIFIER_ARTIFACT} not in data/; training it now (run `{REBUILD}` to ship it)")
-        x, y, _, _ = digits_split()
-        model = train_classifier(x, y, cfg)
-    return freeze(model)
+    return _load_or_train(CLASSIFIER_ARTIFACT, FeatureClassifier(1, 10, cfg.feat_dim), REBUILD, build_if_missing,
+                          lambda: train_classifier(*digits_split()[:2], cfg))
 
 
 def load_nuisance_encoder(build_if_missing: bool = True) -> ViTEncoder:
     """The shipped contrastive encoder of the nuisance digits, frozen. Trains it in memory when missing."""
-    model = ViTEncoder(NUISANCE_ENCODER)
-    if not _load(NUISANCE_ENCODER_ARTIFACT, model):
-        if not build_if_missing:
-            raise FileNotFoundError(f"artifact {NUISANCE_ENCODER_ARTIFACT!r} missing; run: {REBUILD_NUISANCE}")
-        print(f"[rae] {NUISANCE_ENCODER_ARTIFACT} not in data/; training it now (run `{REBUILD_NUISANCE}`)")
-        x, _, _, _ = digits_split()
-        model = train_nuisance_encoder(x)
-    return freeze(model)
+    return _load_or_train(NUISANCE_ENCODER_ARTIFACT, ViTEncoder(NUISANCE_ENCODER), REBUILD_NUISANCE,
+                          build_if_missing, lambda: train_nuisance_encoder(digits_split()[0]))
 
 
 def load_nuisance_fid_classifier(build_if_missing: bool = True) -> FeatureClassifier:
     """The shipped FID feature network of the nuisance digits, frozen. Trains it in memory when missing."""
-    model = FeatureClassifier(3, 10, NUISANCE_CLASSIFIER.feat_dim)
-    if not _load(NUISANCE_CLASSIFIER_ARTIFACT, model):
-        if not build_if_missing:
-            raise FileNotFoundError(f"artifact {NUISANCE_CLASSIFIER_ARTIFACT!r} missing; run: {REBUILD_NUISANCE}")
-        print(f"[rae] {NUISANCE_CLASSIFIER_ARTIFACT} not in data/; training it now (run `{REBUILD_NUISANCE}`)")
-        x, y, _, _ = digits_split()
-        model = train_nuisance_classifier(x, y)
-    return freeze(model)
+    return _load_or_train(NUISANCE_CLASSIFIER_ARTIFACT, FeatureClassifier(3, 10, NUISANCE_CLASSIFIER.feat_dim),
+                          REBUILD_NUISANCE, build_if_missing, lambda: train_nuisance_classifier(*digits_split()[:2]))
 
 
 def _ship(out: str, manifest: Path, name: str, model: torch.nn.Module, cfg: object, provenance: str,
