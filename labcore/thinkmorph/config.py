@@ -147,12 +147,13 @@ SMOKE = ThinkMorphConfig(
     steps=20, base_steps=10, control_steps=10, batch_size=8, warmup=4, maze_train=(4,), maze_heldout=(5,),
     gravity_train=(4,), eval_per_size=4, probe_per_size=2, best_of_n=2, bon_per_size=2, max_new_tokens=48,
     ablation_arms=("text",), oracle_fixes=(0.5,), threads=1)
-# cpu: two seeds of a 300-step base, four arms x 900 steps on the paper's tasks and four arms x 800 on the
+# cpu: two seeds of a 300-step base, four arms x 800 steps on the paper's tasks and four arms x 700 on the
 # control (4x4 grids: three drawn pictures per trace), plus the text / interleaved ablation on the control
-# for one seed; two one-thread workers share the jobs (about 1600 s of process time on a busy machine)
+# for one seed; two one-thread workers share the jobs (900/800 steps took 27.7 min of process time, 16 min
+# wall: over the chapter budget)
 CPU = ThinkMorphConfig(
     model=ModelConfig(d_model=64, n_layer=3, n_head=4, flow_steps=8, time_shift=3.0),
-    steps=900, base_steps=300, control_steps=800, batch_size=16, lr=3e-3, warmup=40, gravity_train=(4,),
+    steps=800, base_steps=300, control_steps=700, batch_size=16, lr=3e-3, warmup=40, gravity_train=(4,),
     eval_per_size=32, probe_per_size=16, best_of_n=6, bon_per_size=4, seeds=(0, 1), workers=2, threads=1)
 GPU = ThinkMorphConfig(
     model=ModelConfig(d_model=256, n_layer=6, n_head=8, flow_steps=16, time_shift=3.0),
