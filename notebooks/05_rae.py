@@ -245,7 +245,7 @@ torch.nn.init.normal_(blk.ada[1].weight, std=0.1)  # open the gates so the check
 def my_dit_block(x, c, blk):
     b1, g1, a1, b2, g2, a2 = blk.ada[1](F.silu(c))[:, None].chunk(6, dim=-1)    # each [B, 1, D]
     ln = lambda h: F.layer_norm(h, h.shape[-1:], eps=1e-6)                       # noqa: E731
-    x = x + a1 * blk.attn(ln(x) * (1 + g1) + b1)
+    x = x + a1 * blk.attn(ln(x) * (1 + g1) + b1)[0]  # Attention returns (y, cache)
     return x + a2 * blk.mlp(ln(x) * (1 + g2) + b2)
 
 
