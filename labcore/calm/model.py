@@ -262,7 +262,9 @@ def gpt_chunk_decode(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: int
         raise ValueError(f"ids must be [B, (C+1)*K] with C >= 1 and K={K}, got {tuple(ids.shape)}")
     C = T // K - 1
     pos = torch.arange(T - 1, device=ids.device)
-    x, prefix = cached_blocks(model.blocks, model.tok_emb(ids[:, :-1]) + model.pos_emb(pos), [])
+    x, caches = cached_blocks(model.blocks, model.tok_emb(ids[:, :-1]) + model.pos_emb(pos), [])
+    # per block: the prefix keys and values [B, H, T-1, D], laid out once for every continuation token
+    prefix = [(c.k.transpose(1, 2).contiguous(), c.v.transpose(1, 2).contiguous()) for c in caches]
     ends = torch.arange(1, C + 1, device=ids.device) * K  # chunk c's prefix is [0, cK)
     probs = [model.lm_head(model.norm(x[:, ends - 1])).float().softmax(-1).expand(n, B, C, -1)]  # j = 0
     tokens = [choose(0, probs[0])]
@@ -272,9 +274,8 @@ def gpt_chunk_decode(model: GPT, ids: torch.Tensor, chunk_len: int, n_draws: int
         # rows grouped by window b: [B, n*C, d], row r = draw * C + chunk
         t = tokens[-1].permute(1, 0, 2).reshape(B, n * C)
         h = model.tok_emb(t) + model.pos_emb(ends.repeat(n) + j - 1)
-        for blk, pre, mine in zip(model.blocks, prefix, own, strict=True):
+        for blk, (kp, vp), mine in zip(model.blocks, prefix, own, strict=True):
             a = blk.attn
-            kp, vp = pre.k.transpose(1, 2), pre.v.transpose(1, 2)  # [B, H, T-1, D]
             q, k, v = a.qkv(blk.norm1(h)).view(B, n * C, 3, a.n_head, a.head_dim).unbind(2)  # [B, R, H, D]
             mine.append((k, v))
             ko, vo = torch.stack([m[0] for m in mine], 3), torch.stack([m[1] for m in mine], 3)  # [B, R, H, j, D]
