@@ -691,6 +691,12 @@ def test_experiment_is_the_same_in_workers():
                          ("ablation", 0, "paper", ("text",))]
     control = variant_config(cfg, "main", 1, "control")
     assert control.tasks == ("gravity",) and control.steps == 2 and control.seed == 1
+    assert control.eval_per_size == cfg.control_eval_per_size and control.control_eval_per_size is None
+    unset = dataclasses.replace(cfg, control_eval_per_size=None)
+    assert variant_config(unset, "main", 1, "control").eval_per_size == cfg.eval_per_size
+    assert variant_config(cfg, "main", 1, "paper").eval_per_size == cfg.eval_per_size
+    with pytest.raises(ValueError, match="control_eval_per_size"):
+        dataclasses.replace(cfg, control_eval_per_size=0)
     assert variant_config(cfg, "main", 0, "base").tasks == ("maze", "jigsaw", "gravity")
     assert variant_config(cfg, "ablation", 0, "paper").model.coord_words is not cfg.model.coord_words
     small = dataclasses.replace(cfg, seeds=(1,), control_tasks=(), ablation_seeds=())

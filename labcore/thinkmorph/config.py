@@ -78,6 +78,8 @@ class ThinkMorphConfig:
     gravity_heldout: tuple[int, ...] = HELDOUT_GRAVITY_SIZES  # never trained on
     arms: tuple[str, ...] = ARMS  # which arms to train
     eval_per_size: int = 32  # test instances per (task, size)
+    control_eval_per_size: int | None = None  # the same on the positive control (None: eval_per_size); its
+    # answers are short and its pictures small, so a large test set is cheap and shrinks the puzzle noise
     probe_per_size: int = 16  # instances per (task, size) for the blank/wrong-image probes
     best_of_n: int = 8  # samples per instance for the best-of-N curves
     bon_per_size: int = 8  # instances per (task, size) for best-of-N
@@ -106,6 +108,8 @@ class ThinkMorphConfig:
         if bad:
             raise ValueError(f"control_tasks must be tasks of {sorted(TASKS)} outside tasks {self.tasks}, "
                              f"got {self.control_tasks}")
+        if self.control_eval_per_size is not None and self.control_eval_per_size <= 0:
+            raise ValueError(f"control_eval_per_size must be > 0 or None, got {self.control_eval_per_size}")
         if self.control_steps < 0 or (self.control_tasks and not self.control_steps):
             raise ValueError(f"control_steps must be > 0 when control_tasks are set, got {self.control_steps}")
         bad = [a for a in self.arms if a not in ARMS]
@@ -145,8 +149,8 @@ class ThinkMorphConfig:
 SMOKE = ThinkMorphConfig(
     model=ModelConfig(d_model=32, n_layer=2, n_head=2, flow_steps=4, time_shift=3.0),
     steps=20, base_steps=10, control_steps=10, batch_size=8, warmup=4, maze_train=(4,), maze_heldout=(5,),
-    gravity_train=(4,), eval_per_size=4, probe_per_size=2, best_of_n=2, bon_per_size=2, max_new_tokens=48,
-    ablation_arms=("text",), oracle_fixes=(0.5,), threads=1)
+    gravity_train=(4,), eval_per_size=4, control_eval_per_size=8, probe_per_size=2, best_of_n=2, bon_per_size=2,
+    max_new_tokens=48, ablation_arms=("text",), oracle_fixes=(0.5,), threads=1)
 # cpu: two seeds of a 300-step base, four arms x 800 steps on the paper's tasks and four arms x 700 on the
 # control (4x4 grids: three drawn pictures per trace), plus the text / interleaved ablation on the control
 # for one seed; two one-thread workers share the jobs (900/800 steps took 27.7 min of process time, 16 min
@@ -154,10 +158,12 @@ SMOKE = ThinkMorphConfig(
 CPU = ThinkMorphConfig(
     model=ModelConfig(d_model=64, n_layer=3, n_head=4, flow_steps=8, time_shift=3.0),
     steps=800, base_steps=300, control_steps=700, batch_size=16, lr=3e-3, warmup=40, gravity_train=(4,),
-    eval_per_size=32, probe_per_size=16, best_of_n=6, bon_per_size=4, seeds=(0, 1), workers=2, threads=1)
+    eval_per_size=32, control_eval_per_size=256, probe_per_size=16, best_of_n=6, bon_per_size=4, seeds=(0, 1),
+    workers=2, threads=1)
 GPU = ThinkMorphConfig(
     model=ModelConfig(d_model=256, n_layer=6, n_head=8, flow_steps=16, time_shift=3.0),
     steps=4000, base_steps=1500, control_steps=2000, batch_size=64, lr=5e-4, warmup=200, eval_per_size=128,
+    control_eval_per_size=512,
     probe_per_size=64, best_of_n=16, bon_per_size=32, max_new_tokens=160, seeds=(0, 1, 2), ablation_seeds=(0, 1, 2))
 
 

@@ -50,7 +50,8 @@ class Job:
 
 def variant_config(cfg: ThinkMorphConfig, variant: str, seed: int, mix: str) -> ThinkMorphConfig:
     """The config of one job: the seed set; the ablation flips model.coord_words; the control trains on
-    control_tasks for control_steps; the base sees every task (its captions and drawings)."""
+    control_tasks for control_steps and tests on control_eval_per_size puzzles per size; the base sees
+    every task (its captions and drawings)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if mix not in MIXES:
@@ -60,7 +61,8 @@ def variant_config(cfg: ThinkMorphConfig, variant: str, seed: int, mix: str) -> 
     # one job's config has no control of its own, so it plans no ablation on one either
     if mix == "control":
         return dataclasses.replace(out, tasks=cfg.control_tasks, control_tasks=(), steps=cfg.control_steps,
-                                   ablation_mix="paper")
+                                   eval_per_size=cfg.control_eval_per_size or cfg.eval_per_size,
+                                   control_eval_per_size=None, ablation_mix="paper")
     if mix == "base":
         return dataclasses.replace(out, tasks=cfg.tasks + cfg.control_tasks, control_tasks=(), ablation_mix="paper")
     return out

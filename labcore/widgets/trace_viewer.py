@@ -3,6 +3,8 @@ Used in notebooks/06_thinkmorph.ipynb, section "Reading the traces" (ThinkMorph,
 
 from __future__ import annotations
 
+import textwrap
+
 import ipywidgets as w
 import numpy as np
 import plotly.graph_objects as go
@@ -30,6 +32,11 @@ def _frames(trace: list[Segment]) -> list[tuple[np.ndarray, np.ndarray | None, l
     return frames or [(problem, None, lines)]
 
 
+def _wrapped(line: str, width: int = 52) -> str:
+    """Plotly's table sizes a row from its explicit line breaks; text it wraps itself overlaps the next row."""
+    return "<br>".join(textwrap.wrap(line, width)) or " "
+
+
 class TraceViewer(FigureBox):
     """traces: {label: segments}, e.g. one generated trace per arm. A dropdown picks the trace, a slider
     steps through it; the figure shows the problem, the latest image the model drew, and the text so far."""
@@ -46,8 +53,8 @@ class TraceViewer(FigureBox):
         blank = np.full((4, 4, 3), 255, dtype=np.uint8)
         fig.add_trace(go.Image(z=blank), 1, 1)
         fig.add_trace(go.Image(z=blank), 1, 2)
-        fig.add_trace(go.Table(header=dict(values=["#", "generated"]), cells=dict(values=[[], []]),
-                               columnwidth=[0.1, 0.9]), 1, 3)
+        fig.add_trace(go.Table(header=dict(values=["#", "generated"]),
+                               cells=dict(values=[[], []], align=["center", "left"]), columnwidth=[0.1, 0.9]), 1, 3)
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=60, b=10))
@@ -68,4 +75,4 @@ class TraceViewer(FigureBox):
         with self.fig.batch_update():
             self.fig.data[0].z = problem
             self.fig.data[1].z = drawn if drawn is not None else np.full_like(problem, 255)
-            self.fig.data[2].cells.values = [list(range(1, len(lines) + 1)), lines]
+            self.fig.data[2].cells.values = [list(range(1, len(lines) + 1)), [_wrapped(x) for x in lines]]
