@@ -697,7 +697,9 @@ def test_experiment_is_the_same_in_workers():
     assert variant_config(cfg, "main", 1, "paper").eval_per_size == cfg.eval_per_size
     with pytest.raises(ValueError, match="control_eval_per_size"):
         dataclasses.replace(cfg, control_eval_per_size=0)
-    assert variant_config(cfg, "main", 0, "base").tasks == ("maze", "jigsaw", "gravity")
+    assert variant_config(cfg, "main", 0, "base").tasks == cfg.mix_tasks("base") == ("maze", "jigsaw", "gravity")
+    with pytest.raises(ValueError, match="mix"):
+        cfg.mix_tasks("all")
     assert variant_config(cfg, "ablation", 0, "paper").model.coord_words is not cfg.model.coord_words
     small = dataclasses.replace(cfg, seeds=(1,), control_tasks=(), ablation_seeds=())
     one = run_experiment(small, progress=False)

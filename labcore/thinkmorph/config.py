@@ -138,6 +138,14 @@ class ThinkMorphConfig:
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {self.workers!r}")
 
+    def mix_tasks(self, mix: str) -> tuple[str, ...]:
+        """The tasks a stage trains on: "paper" the paper's tasks, "control" the positive control, "base"
+        both (the base stage captions and draws every task)."""
+        mixes = {"paper": self.tasks, "control": self.control_tasks, "base": self.tasks + self.control_tasks}
+        if mix not in mixes:
+            raise ValueError(f"mix must be one of {tuple(mixes)}, got {mix!r}")
+        return mixes[mix]
+
     def train_sizes(self, task: str) -> tuple[int, ...]:
         return {"maze": self.maze_train, "jigsaw": self.jigsaw_train, "gravity": self.gravity_train}[task]
 

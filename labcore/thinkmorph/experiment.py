@@ -60,11 +60,11 @@ def variant_config(cfg: ThinkMorphConfig, variant: str, seed: int, mix: str) -> 
     out = dataclasses.replace(cfg, seed=seed, model=model)
     # one job's config has no control of its own, so it plans no ablation on one either
     if mix == "control":
-        return dataclasses.replace(out, tasks=cfg.control_tasks, control_tasks=(), steps=cfg.control_steps,
+        return dataclasses.replace(out, tasks=cfg.mix_tasks(mix), control_tasks=(), steps=cfg.control_steps,
                                    eval_per_size=cfg.control_eval_per_size or cfg.eval_per_size,
                                    control_eval_per_size=None, ablation_mix="paper")
     if mix == "base":
-        return dataclasses.replace(out, tasks=cfg.tasks + cfg.control_tasks, control_tasks=(), ablation_mix="paper")
+        return dataclasses.replace(out, tasks=cfg.mix_tasks(mix), control_tasks=(), ablation_mix="paper")
     return out
 
 
