@@ -161,8 +161,8 @@ SMOKE = ThinkMorphConfig(
     max_new_tokens=48, ablation_arms=("text",), oracle_fixes=(0.5,), threads=1)
 # cpu: two seeds of a 300-step base, four arms x 800 steps on the paper's tasks and four arms x 700 on the
 # control (4x4 grids: three drawn pictures per trace), plus the text / interleaved ablation on the control
-# for one seed; two one-thread workers share the jobs (900/800 steps took 27.7 min of process time, 16 min
-# wall: over the chapter budget)
+# for one seed; two one-thread workers share the jobs: 22.7 min of process time, 13.5 min wall for the whole
+# notebook on a quiet 2-core machine (900/800 steps took 16 min: over the chapter budget)
 CPU = ThinkMorphConfig(
     model=ModelConfig(d_model=64, n_layer=3, n_head=4, flow_steps=8, time_shift=3.0),
     steps=800, base_steps=300, control_steps=700, batch_size=16, lr=3e-3, warmup=40, gravity_train=(4,),
