@@ -22,7 +22,7 @@ def test_trace_viewer_steps_and_switches():
     assert np.array_equal(np.asarray(viewer.fig.data[1].z), task.visual_thoughts()[0]), "step 1 shows the sketch"
     viewer.step.value = viewer.step.max
     parts = [p for line in viewer.fig.data[2].cells.values[1] for p in line.split("<br>")]
-    assert max(map(len, parts)) <= 52, "long lines are broken before plotly wraps them over the next row"
+    assert max(map(len, parts)) <= 34, "long lines are broken before plotly wraps them over the next row"
     viewer.which.value = "direct"
     assert viewer.step.max == 0 and viewer.step.value == 0
     assert list(viewer.fig.data[2].cells.values[1])[0].startswith("<answer>")

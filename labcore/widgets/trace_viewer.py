@@ -32,8 +32,9 @@ def _frames(trace: list[Segment]) -> list[tuple[np.ndarray, np.ndarray | None, l
     return frames or [(problem, None, lines)]
 
 
-def _wrapped(line: str, width: int = 52) -> str:
-    """Plotly's table sizes a row from its explicit line breaks; text it wraps itself overlaps the next row."""
+def _wrapped(line: str, width: int = 34) -> str:
+    """Plotly's table sizes a row from its explicit line breaks; text it wraps itself overlaps the next row
+    (34 characters fit the text column of a notebook-wide figure)."""
     return "<br>".join(textwrap.wrap(line, width)) or " "
 
 
@@ -54,7 +55,9 @@ class TraceViewer(FigureBox):
         fig.add_trace(go.Image(z=blank), 1, 1)
         fig.add_trace(go.Image(z=blank), 1, 2)
         fig.add_trace(go.Table(header=dict(values=["#", "generated"]),
-                               cells=dict(values=[[], []], align=["center", "left"]), columnwidth=[0.1, 0.9]), 1, 3)
+                               # at plotly's default 20 px a one-line row after a two-line one is clipped
+                               cells=dict(values=[[], []], align=["center", "left"], height=28),
+                               columnwidth=[0.1, 0.9]), 1, 3)
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=60, b=10))
