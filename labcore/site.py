@@ -27,6 +27,11 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 ASSETS = "assets"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+# jupyter-server-mathjax ships only the STIX-Web fonts; MathJax's HTML-CSS output otherwise looks for its
+# TeX web fonts, finds none and sets bars and roots out of place
+MATHJAX_FONTS = """<script type="text/x-mathjax-config">
+MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}});
+</script>"""
 STYLE = """<style>
 .labcore-controls { font: 13px monospace; color: #444; margin: 4px 0; }
 .labcore-tqdm { font: 13px monospace; display: flex; gap: 8px; align-items: center; }
@@ -126,6 +131,8 @@ def export_page(nb, title: str, nav: str = "") -> str:
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     # require.js is only for nbconvert's live-widget renderer, which a static page does not use
     body = re.sub(r'<script[^>]*src="https?://[^"]*require[^"]*"[^>]*>\s*</script>', "", body)
+    # MathJax reads its config blocks when it starts, which can be before the parser reaches </head>
+    body = body.replace(f'<script src="{ASSETS}/mathjax/MathJax.js', f'{MATHJAX_FONTS}\n<script src="{ASSETS}/mathjax/MathJax.js', 1)
     head = f'<script src="{ASSETS}/plotly.min.js"></script>\n{STYLE}'
     body = body.replace("</head>", head + "\n</head>", 1)
     if nav:

@@ -62,6 +62,12 @@ def test_page_loads_local_assets_only():
     page = site.export_page(nb, "t")
     assert site.remote_scripts(page) == [], site.remote_scripts(page)
     assert 'src="assets/plotly.min.js"' in page and 'src="assets/mathjax/MathJax.js' in page
+    # the font MathJax is told to use is configured before MathJax starts, and it is the one that is shipped
+    assert page.index('webFont: "STIX-Web"') < page.index('src="assets/mathjax/MathJax.js')
+    import jupyter_server_mathjax
+
+    shipped = Path(jupyter_server_mathjax.__file__).parent / "static" / "fonts" / "HTML-CSS"
+    assert (shipped / "STIX-Web" / "woff").is_dir()
     assert site.remote_scripts('<script src="https://cdn.plot.ly/x.js"></script>') == ["https://cdn.plot.ly/x.js"]
 
 
