@@ -132,7 +132,8 @@ def export_page(nb, title: str, nav: str = "") -> str:
     # require.js is only for nbconvert's live-widget renderer, which a static page does not use
     body = re.sub(r'<script[^>]*src="https?://[^"]*require[^"]*"[^>]*>\s*</script>', "", body)
     # MathJax reads its config blocks when it starts, which can be before the parser reaches </head>
-    body = body.replace(f'<script src="{ASSETS}/mathjax/MathJax.js', f'{MATHJAX_FONTS}\n<script src="{ASSETS}/mathjax/MathJax.js', 1)
+    mathjax_tag = f'<script src="{ASSETS}/mathjax/MathJax.js'
+    body = body.replace(mathjax_tag, f"{MATHJAX_FONTS}\n{mathjax_tag}", 1)
     head = f'<script src="{ASSETS}/plotly.min.js"></script>\n{STYLE}'
     body = body.replace("</head>", head + "\n</head>", 1)
     if nav:
