@@ -700,6 +700,8 @@ def test_experiment_is_the_same_in_workers():
     assert variant_config(cfg, "main", 0, "base").tasks == cfg.mix_tasks("base") == ("maze", "jigsaw", "gravity")
     with pytest.raises(ValueError, match="mix"):
         cfg.mix_tasks("all")
+    with pytest.raises(ValueError, match="mix"):
+        variant_config(cfg, "main", 0, "all")
     assert variant_config(cfg, "ablation", 0, "paper").model.coord_words is not cfg.model.coord_words
     small = dataclasses.replace(cfg, seeds=(1,), control_tasks=(), ablation_seeds=())
     one = run_experiment(small, progress=False)

@@ -29,7 +29,6 @@ from labcore.thinkmorph.traces import BASE_TASKS, Image, base_trace, describe
 from labcore.thinkmorph.training import train_arm, train_base
 
 VARIANTS = ("main", "ablation")  # ablation: the main config with model.coord_words flipped
-MIXES = ("base", "paper", "control")  # the base stage, the paper's tasks, the positive control
 DRAWING_ARMS = ("visual", "interleaved")
 Key = tuple[str, int, str, str]  # (variant, seed, mix, arm); the base stage's arm is "base"
 
@@ -54,17 +53,16 @@ def variant_config(cfg: ThinkMorphConfig, variant: str, seed: int, mix: str) -> 
     every task (its captions and drawings)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if mix not in MIXES:
-        raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
+    tasks = cfg.mix_tasks(mix)  # also refuses an unknown mix
     model = cfg.model if variant == "main" else dataclasses.replace(cfg.model, coord_words=not cfg.model.coord_words)
     out = dataclasses.replace(cfg, seed=seed, model=model)
     # one job's config has no control of its own, so it plans no ablation on one either
     if mix == "control":
-        return dataclasses.replace(out, tasks=cfg.mix_tasks(mix), control_tasks=(), steps=cfg.control_steps,
+        return dataclasses.replace(out, tasks=tasks, control_tasks=(), steps=cfg.control_steps,
                                    eval_per_size=cfg.control_eval_per_size or cfg.eval_per_size,
                                    control_eval_per_size=None, ablation_mix="paper")
     if mix == "base":
-        return dataclasses.replace(out, tasks=cfg.mix_tasks(mix), control_tasks=(), ablation_mix="paper")
+        return dataclasses.replace(out, tasks=tasks, control_tasks=(), ablation_mix="paper")
     return out
 
 
