@@ -808,8 +808,8 @@ if ctrl:
         f"  Per seed, interleaved {', '.join(pct([a]) for a in acc[('interleaved', ctrl)])} vs text "
         f"{', '.join(pct([b]) for b in acc[('text', ctrl)])}: the closest pair of seeds is {100 * closest:+.1f} points "
         f"apart against a margin of {100 * margin:.1f}"
-        + (". A narrow call: the text arm learns to count on some seeds and not on others, so another seed "
-           "could flip it." if abs(closest - margin) < margin else "."))
+        + (f". A narrow call: the text arm's seeds lie {100 * np.ptp(acc[('text', ctrl)]):.1f} points apart, so "
+           "another seed could flip it." if abs(closest - margin) < margin else "."))
 notes.append(
     f"- **The paper's headline {rows[0].verdict.outcome}** at this scale: on {' and '.join(cfg.tasks)} the "
     f"interleaved arm answers {pct(acc_paper['interleaved'])}, text {pct(acc_paper['text'])}, visual "
